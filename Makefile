@@ -1,0 +1,86 @@
+# The front door. `make` (or `make help`) lists every target. Recipes stay one line: the work lives in
+# ops/ scripts and `python -m` entry points.
+.DEFAULT_GOAL := help
+SHELL := /usr/bin/env bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+COMPOSE := ops/compose.sh
+ROLE ?= postgres
+BACKUP ?= latest
+TARGET_DB ?=
+FORCE ?=
+PYTEST_ARGS ?=
+
+.PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
+	backup-now backups restore restore-drill bench bench-backup load conformance images
+
+help: ## list every target
+	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
+	@grep -hE '^[a-zA-Z0-9_./-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+
+up: ## start the stack (installs Docker and builds offline images on a bare Debian machine)
+	ops/up.sh
+
+down: ## stop the stack, keeping its data
+	$(COMPOSE) down
+
+ps: ## show the stack's services and their health
+	$(COMPOSE) ps
+
+logs: ## follow the stack's logs (SERVICE=<name> for one)
+	$(COMPOSE) logs --tail 100 -f $(SERVICE)
+
+psql: ## open psql in the postgres container (ROLE=postgres|app_owner|mcp_reader|backup_operator)
+	ops/psql.sh $(ROLE)
+
+clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the question)
+	FORCE=$(FORCE) ops/clean.sh
+
+images: ## choose the base images and build the offline stand-ins if no registry answers
+	ops/images.sh
+
+venv: $(VENV)/.installed ## create the development virtualenv from the lock file
+
+$(VENV)/.installed: requirements/dev.lock services/mcp/pyproject.toml services/backup/pyproject.toml
+	ops/venv.sh $(VENV)
+
+lock: ## re-resolve the *.in files into the lock files
+	ops/lock.sh
+
+lint: venv ## format check, mypy --strict, ruff and shellcheck
+	$(VENV)/bin/ruff format --check services tests loadtests && $(VENV)/bin/mypy && $(VENV)/bin/ruff check services tests loadtests && shellcheck -x ops/*.sh ops/images/postgres/docker-entrypoint.sh compose/initdb/*.sh
+
+test: venv ## run both tiers: fast (native PostgreSQL) then stack (Compose); fails if a tier cannot run
+	ops/test.sh $(PYTEST_ARGS)
+
+test-fast: venv ## run the fast tier only (no Docker)
+	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
+
+test-stack: venv ## run the stack tier only (builds and starts its own Compose project)
+	ops/docker-engine.sh && ops/images.sh && $(PY) -m pytest -m stack $(PYTEST_ARGS)
+
+backup-now: ## take a backup set now, in the running backup sidecar
+	$(COMPOSE) exec -T backup python -m pgbackup backup
+
+backups: ## list backup sets (id, age, size, verified, databases)
+	$(COMPOSE) exec -T backup python -m pgbackup list
+
+restore: ## restore BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
+	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --target-db "$(TARGET_DB)" $(if $(FORCE),--force,)
+
+restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
+	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"
+
+bench: venv ## MCP benchmark: tool calls vs raw psycopg, medians and p95 (reports/bench-mcp.json)
+	$(PY) -m loadtests.bench_mcp
+
+bench-backup: venv ## backup benchmark at 1M orders vs plain pg_dump/pg_restore (reports/)
+	$(PY) -m loadtests.bench_backup
+
+load: venv ## Locust load run against the MCP endpoint, with pass/fail thresholds (reports/)
+	ops/load.sh
+
+conformance: venv ## MCP conformance suite (Node 22 from npm) against a server it starts
+	ops/conformance.sh

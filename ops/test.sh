@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make test`: both tiers in one pytest run. The stack tier needs Docker: this script makes it work
+# (installing and starting it where it can) and fails, never skips, when it cannot.
+# usage: ops/test.sh [pytest-args...]
+set -Eeuo pipefail
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+test_main() {
+	"$OPS_ROOT/ops/docker-engine.sh"
+	"$OPS_ROOT/ops/secrets.sh"
+	"$OPS_ROOT/ops/images.sh"
+	ops_step "running the test suite (fast tier, then stack tier)"
+	cd "$OPS_ROOT"
+	exec "$OPS_ROOT/.venv/bin/python" -m pytest "$@"
+}
+
+test_main "$@"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make up`: from a bare machine to a healthy stack, printing each step.
+#   1. Docker Engine and Compose (installed and started when missing, on Debian/Ubuntu as root)
+#   2. secrets (generated once) and compose/.env (copied from .env.example once)
+#   3. base images (official ones, or offline stand-ins built once)
+#   4. build the mcp and backup images, start everything, wait until every service is healthy
+# usage: ops/up.sh
+set -Eeuo pipefail
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+up_main() {
+	"$OPS_ROOT/ops/docker-engine.sh"
+	"$OPS_ROOT/ops/secrets.sh"
+	if [[ ! -f "$OPS_ENV_FILE" ]]; then
+		cp "$OPS_ROOT/compose/.env.example" "$OPS_ENV_FILE"
+		ops_note "created $OPS_ENV_FILE from .env.example"
+	fi
+	"$OPS_ROOT/ops/images.sh"
+	ops_step "building the mcp and backup images"
+	"$OPS_ROOT/ops/compose.sh" build --quiet mcp backup 2>&1 | grep -v -E 'DEPRECATED|buildx|BuildKit|^ *$' >&2 || : # ignore: grep finds nothing on a quiet build
+	ops_step "starting the stack (project ${COMPOSE_PROJECT_NAME:-pgstack})"
+	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres mcp backup
+	"$OPS_ROOT/ops/wait-healthy.sh" postgres mcp backup
+	ops_load_image_choice
+	# shellcheck disable=SC1090 # the user's settings
+	set -a && source "$OPS_ENV_FILE" && set +a
+	cat >&2 <<-EOM
+		==> the stack is up
+		    PostgreSQL  127.0.0.1:${PG_PORT:-5432}  database app  (make psql, make psql ROLE=mcp_reader)
+		    MCP         http://127.0.0.1:${MCP_PORT:-8080}/mcp  (bearer key: compose/secrets/mcp_api_keys)
+		    secrets     compose/secrets/  (mode 0600)
+		    backups     every ${BACKUP_SCHEDULE#every } (make backups, make restore-drill)
+	EOM
+}
+
+up_main "$@"

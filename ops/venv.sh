@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create the development virtualenv: locked dependencies, then the two service packages (editable).
+# usage: ops/venv.sh [VENV_DIR]
+set -Eeuo pipefail
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+venv_main() {
+	local venv="${1:-$OPS_ROOT/.venv}"
+	local python="${PYTHON:-python3}"
+	"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+		ops_die "$python is $("$python" --version 2>&1): Python 3.11 or newer is needed" "hint: PYTHON=python3.12 make venv"
+	ops_step "creating the virtualenv $venv"
+	"$python" -m venv "$venv"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$OPS_ROOT/requirements/dev.lock"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+		-e "$OPS_ROOT/services/mcp" -e "$OPS_ROOT/services/backup"
+	touch "$venv/.installed"
+}
+
+venv_main "$@"
