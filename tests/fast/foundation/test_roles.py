@@ -1,0 +1,41 @@
+"""The roles of DESIGN section 5 on the native server (the stack tier runs the same cases)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.checks.roles import ROLE_CASES, RoleCase, check_role_attributes, role_attributes, run_case
+from tests.fixtures.native_pg import NativePostgres
+
+
+@pytest.fixture
+def connect(pg: NativePostgres) -> Callable[[str], psycopg.Connection]:
+    return lambda role: psycopg.connect(pg.dsn(role))
+
+
+@pytest.mark.parametrize("case", ROLE_CASES, ids=lambda case: case.id)
+def test_role_privileges(connect: Callable[[str], psycopg.Connection], case: RoleCase) -> None:
+    assert run_case(connect, case) == case.expect
+
+
+def test_role_attributes(superuser: psycopg.Connection) -> None:
+    check_role_attributes(role_attributes(superuser))
+
+
+def test_backup_operator_reads_tables_created_later(pg: NativePostgres, superuser: psycopg.Connection) -> None:
+    """pg_read_all_data covers tables that did not exist when the role was made."""
+    superuser.execute("CREATE TABLE shop.later (x int)")
+    try:
+        superuser.execute("INSERT INTO shop.later VALUES (7)")
+        with psycopg.connect(pg.dsn("backup_operator")) as conn:
+            assert conn.execute("SELECT x FROM shop.later").fetchone() == (7,)
+    finally:
+        superuser.execute("DROP TABLE shop.later")
+
+
+def test_mcp_reader_cannot_connect_to_postgres_database(pg: NativePostgres) -> None:
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(pg.dsn("mcp_reader", database="postgres"))
