@@ -1,0 +1,137 @@
+"""The postgres image honours the official image's contract, whichever image `make up` chose (the
+official postgres:18 or the offline stand-in): `_FILE` secrets, POSTGRES_USER/POSTGRES_DB, init scripts
+run exactly once, a non-empty data directory skips init, and misconfiguration stops with a clear error.
+Containers here are private (no published port): they are reached through `docker exec` only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.helpers import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def postgres_image() -> str:
+    choice = (REPO / ".state" / "images.env").read_text()
+    for line in choice.splitlines():
+        if line.startswith("POSTGRES_IMAGE="):
+            return line.split("=", 1)[1]
+    raise AssertionError(".state/images.env names no POSTGRES_IMAGE: run ops/images.sh")
+
+
+@pytest.fixture
+def client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture
+def init_dir(tmp_path: Path) -> Path:
+    """Init scripts: a .sql that creates a table, a .sh that counts its own runs, a file to ignore."""
+    directory = tmp_path / "initdb"
+    directory.mkdir()
+    (directory / "01-schema.sql").write_text("CREATE TABLE init_runs (ran_at timestamptz DEFAULT now());\n")
+    script = directory / "02-count.sh"
+    script.write_text(
+        '#!/usr/bin/env bash\nset -Eeuo pipefail\n'
+        'psql -v ON_ERROR_STOP=1 --no-psqlrc -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "INSERT INTO init_runs DEFAULT VALUES"\n'
+    )
+    script.chmod(0o755)
+    (directory / "03-notes.txt").write_text("not a script: ignored\n")
+    for path in (tmp_path, directory, *directory.iterdir()):
+        path.chmod(path.stat().st_mode | 0o755 if path.is_dir() else path.stat().st_mode | 0o644)
+    secret = tmp_path / "password"
+    secret.write_text("contract-test-password-1234\n")
+    secret.chmod(0o644)
+    return directory
+
+
+@pytest.fixture
+def cleanup(client: docker.DockerClient) -> Iterator[list[Any]]:
+    created: list[Any] = []
+    yield created
+    for thing in reversed(created):  # containers before the volumes they use
+        thing.remove(force=True)
+
+
+def run_postgres(client: docker.DockerClient, cleanup: list[Any], volume: str, init_dir: Path,
+                 environment: dict[str, str]) -> Any:
+    container = client.containers.run(
+        postgres_image(), detach=True, user="999:999", environment=environment,
+        volumes={volume: {"bind": "/var/lib/postgresql", "mode": "rw"},
+                 str(init_dir): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"},
+                 str(init_dir.parent / "password"): {"bind": "/run/secrets/pw", "mode": "ro"}},
+        network_mode="none",
+    )
+    cleanup.append(container)
+    return container
+
+
+def psql(container: Any, sql: str, user: str = "alice", database: str = "shopdb",
+         password: str = "contract-test-password-1234") -> tuple[int, str]:
+    result = container.exec_run(
+        ["psql", "--no-psqlrc", "-h", "127.0.0.1", "-U", user, "-d", database, "-tAc", sql],
+        environment={"PGPASSWORD": password},
+    )
+    return result.exit_code, result.output.decode()
+
+
+def wait_ready(container: Any) -> None:
+    """Ready = an authenticated query over TCP inside the container works (the real server, not init's)."""
+    def ready() -> bool:
+        container.reload()
+        if container.status == "exited":
+            raise AssertionError(f"postgres exited:\n{container.logs().decode()[-3000:]}")
+        return psql(container, "SELECT 1")[0] == 0
+
+    wait_until(ready, timeout=120, interval=0.5, what="the postgres container to accept TCP queries",
+               describe=lambda: container.logs().decode()[-1500:])
+
+
+def test_file_secrets_user_db_and_init_scripts_run_once(client: docker.DockerClient, cleanup: list[Any],
+                                                        init_dir: Path) -> None:
+    volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
+    cleanup.append(volume)
+    environment = {"POSTGRES_USER": "alice", "POSTGRES_DB": "shopdb", "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"}
+    first = run_postgres(client, cleanup, volume.name, init_dir, environment)
+    wait_ready(first)
+    assert psql(first, "SELECT current_user, current_database(), count(*) FROM init_runs") == (0, "alice|shopdb|1\n")
+    # The image trusts connections from inside the container (initdb's default pg_hba.conf, as upstream);
+    # the stack replaces pg_hba.conf, and tests/stack/test_foundation.py checks wrong passwords fail there.
+    assert psql(first, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'alice'") == (
+        0, "t\n")
+    assert "ignoring /docker-entrypoint-initdb.d/03-notes.txt" in first.logs().decode()
+    first.stop(timeout=30)
+    first.remove()
+    cleanup.remove(first)
+
+    # same volume, new container: the data is there, the scripts do not run again
+    second = run_postgres(client, cleanup, volume.name, init_dir, environment)
+    wait_ready(second)
+    assert psql(second, "SELECT count(*) FROM init_runs") == (0, "1\n")
+    assert "Skipping initialization" in second.logs().decode()
+
+
+def test_password_and_password_file_are_exclusive(client: docker.DockerClient, cleanup: list[Any],
+                                                  init_dir: Path) -> None:
+    volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
+    cleanup.append(volume)
+    container = run_postgres(client, cleanup, volume.name, init_dir,
+                             {"POSTGRES_PASSWORD": "x" * 20, "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"})
+    assert container.wait(timeout=60)["StatusCode"] != 0
+    assert "are exclusive" in container.logs().decode()
+
+
+def test_missing_password_stops_with_instructions(client: docker.DockerClient, cleanup: list[Any],
+                                                  init_dir: Path) -> None:
+    volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
+    cleanup.append(volume)
+    container = run_postgres(client, cleanup, volume.name, init_dir, {})
+    assert container.wait(timeout=60)["StatusCode"] != 0
+    assert "superuser password is not specified" in container.logs().decode()

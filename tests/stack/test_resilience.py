@@ -1,0 +1,76 @@
+"""Data survives what operators do to the stack (restart, stop/start, down/up, rebuild), and PostgreSQL
+comes back by itself after its process is SIGKILLed from the host. Each test breaks its own stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import psycopg
+from tests.fixtures.stack import Stack
+from tests.helpers import wait_until
+
+
+def write_marker(stack: Stack) -> str:
+    marker = f"survivor-{uuid.uuid4()}@example.com"
+    with psycopg.connect(stack.dsn("app_owner"), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO shop.customers (email, full_name, country) VALUES (%s, 'Survivor', 'DE')", (marker,)
+        )
+    return marker
+
+
+def marker_present(stack: Stack, marker: str) -> bool:
+    with psycopg.connect(stack.dsn("mcp_reader")) as conn:
+        row = conn.execute("SELECT count(*) FROM shop.customers WHERE email = %s", (marker,)).fetchone()
+    return row == (1,)
+
+
+def test_data_survives_restart_stop_start_down_up_and_rebuild(fresh_stack: Stack) -> None:
+    marker = write_marker(fresh_stack)
+
+    fresh_stack.compose("restart", "postgres")
+    fresh_stack.wait_healthy("postgres")
+    assert marker_present(fresh_stack, marker), "lost after restart"
+
+    fresh_stack.compose("stop")
+    fresh_stack.compose("start")
+    fresh_stack.wait_healthy()
+    assert marker_present(fresh_stack, marker), "lost after stop/start"
+
+    fresh_stack.compose("down")  # no --volumes
+    fresh_stack.up()
+    assert marker_present(fresh_stack, marker), "lost after down/up"
+
+    # a rebuild of the images and new containers for every service
+    fresh_stack.compose("build", "--no-cache", "mcp", timeout=1200)
+    fresh_stack.compose("up", "-d", "--force-recreate", "postgres", "mcp", "backup")
+    fresh_stack.wait_healthy()
+    assert marker_present(fresh_stack, marker), "lost after rebuild and recreate"
+
+
+def test_postgres_restarts_after_sigkill_and_keeps_committed_data(fresh_stack: Stack) -> None:
+    marker = write_marker(fresh_stack)
+    clients_started = {name: fresh_stack.container(name).attrs["State"]["StartedAt"] for name in ("mcp", "backup")}
+    container = fresh_stack.container("postgres")
+    restarts_before = container.attrs["RestartCount"]
+    host_pid = container.attrs["State"]["Pid"]
+
+    # SIGKILL the postmaster from the host, as the OOM killer or an operator's kill -9 would
+    os.kill(host_pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        container.reload()
+        return bool(container.attrs["RestartCount"] > restarts_before and container.attrs["State"]["Running"])
+
+    wait_until(restarted, timeout=60, what="docker to restart the killed postgres container")
+    fresh_stack.wait_healthy("postgres")
+    assert marker_present(fresh_stack, marker)
+    logs = container.logs(since=int(time.time()) - 120).decode()
+    assert "database system was interrupted" in logs or "not properly shut down" in logs
+    # the clients rode it out: same containers, healthy again, not restarted
+    fresh_stack.wait_healthy("mcp", "backup")
+    for name, started in clients_started.items():
+        assert fresh_stack.container(name).attrs["State"]["StartedAt"] == started, f"{name} was restarted"
