@@ -104,3 +104,18 @@ def test_entrypoint_requires_a_password() -> None:
     result = source_entrypoint("POSTGRES_PASSWORD=; POSTGRES_HOST_AUTH_METHOD=scram-sha-256; docker_verify_minimum_env")
     assert result.returncode == 1
     assert "superuser password is not specified" in result.stderr
+
+
+def test_readme_lists_every_target_as_make_help_describes_it() -> None:
+    """The README's target table is the Makefile's `## text`, word for word (one source of truth)."""
+    makefile = {
+        match.group(1): match.group(2).strip()
+        for match in re.finditer(r"^([a-zA-Z0-9_./-]+):.*?## (.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    }
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Make targets", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        match.group(1): match.group(2).replace("\\|", "|").strip()
+        for match in re.finditer(r"^\| `([^`]+)` \| (.*) \|$", section, re.MULTILINE)
+    }
+    assert documented == makefile
