@@ -14,7 +14,7 @@ FORCE ?=
 PYTEST_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password bench bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -37,6 +37,9 @@ psql: ## open psql in the postgres container (ROLE=postgres|app_owner|mcp_reader
 
 clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the question)
 	FORCE=$(FORCE) ops/clean.sh
+
+rotate-password: ## give ROLE=<role> a new random password and recreate the service that uses it
+	ops/rotate-password.sh $(ROLE)
 
 images: ## choose the base images and build the offline stand-ins if no registry answers
 	ops/images.sh
