@@ -75,3 +75,23 @@ ops_load_image_choice() {
 		done <"$choice"
 	fi
 }
+
+# usage: ops_setting NAME DEFAULT
+#    ie: ops_setting PG_PORT 5432
+# The value Compose will use: the environment first, then compose/.env, then DEFAULT. (.env is data,
+# never sourced: its values may contain spaces.)
+ops_setting() {
+	local name="$1" default="$2" line
+	if [[ -n "${!name:-}" ]]; then
+		printf '%s' "${!name}"
+		return 0
+	fi
+	if [[ -f "$OPS_ENV_FILE" ]]; then
+		line="$(grep -E "^${name}=" "$OPS_ENV_FILE" | tail -n 1 || :)" # ignore: no such line is fine
+		if [[ -n "$line" ]]; then
+			printf '%s' "${line#*=}"
+			return 0
+		fi
+	fi
+	printf '%s' "$default"
+}

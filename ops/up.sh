@@ -22,15 +22,12 @@ up_main() {
 	ops_step "starting the stack (project ${COMPOSE_PROJECT_NAME:-pgstack})"
 	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres mcp backup
 	"$OPS_ROOT/ops/wait-healthy.sh" postgres mcp backup
-	ops_load_image_choice
-	# shellcheck disable=SC1090 # the user's settings
-	set -a && source "$OPS_ENV_FILE" && set +a
 	cat >&2 <<-EOM
 		==> the stack is up
-		    PostgreSQL  127.0.0.1:${PG_PORT:-5432}  database app  (make psql, make psql ROLE=mcp_reader)
-		    MCP         http://127.0.0.1:${MCP_PORT:-8080}/mcp  (bearer key: compose/secrets/mcp_api_keys)
+		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app  (make psql, make psql ROLE=mcp_reader)
+		    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
 		    secrets     compose/secrets/  (mode 0600)
-		    backups     every ${BACKUP_SCHEDULE#every } (make backups, make restore-drill)
+		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 	EOM
 }
 
