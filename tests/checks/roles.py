@@ -34,39 +34,70 @@ ROLE_CASES = [
     # MCP reader: SELECT on the shop, nothing else
     RoleCase("mcp_reader", "reads shop tables", "SELECT count(*) FROM shop.orders", OK),
     RoleCase("mcp_reader", "reads the view", "SELECT count(*) FROM shop.order_summary", OK),
-    RoleCase("mcp_reader", "cannot INSERT even in a read-write transaction",
-             "SET TRANSACTION READ WRITE; INSERT INTO shop.customers (email, full_name, country) "
-             "VALUES ('x@example.com', 'x', 'DE')", INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "sessions are read-only by default",
-             "INSERT INTO shop.customers (email, full_name, country) VALUES ('x@example.com', 'x', 'DE')",
-             READ_ONLY_TRANSACTION),
-    RoleCase("mcp_reader", "cannot CREATE in shop", "SET TRANSACTION READ WRITE; CREATE TABLE shop.evil (x int)",
-             INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "cannot CREATE in public", "SET TRANSACTION READ WRITE; CREATE TABLE public.evil (x int)",
-             INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "cannot create TEMP tables", "SET TRANSACTION READ WRITE; CREATE TEMP TABLE evil (x int)",
-             INSUFFICIENT_PRIVILEGE),
+    RoleCase(
+        "mcp_reader",
+        "cannot INSERT even in a read-write transaction",
+        "SET TRANSACTION READ WRITE; INSERT INTO shop.customers (email, full_name, country) "
+        "VALUES ('x@example.com', 'x', 'DE')",
+        INSUFFICIENT_PRIVILEGE,
+    ),
+    RoleCase(
+        "mcp_reader",
+        "sessions are read-only by default",
+        "INSERT INTO shop.customers (email, full_name, country) VALUES ('x@example.com', 'x', 'DE')",
+        READ_ONLY_TRANSACTION,
+    ),
+    RoleCase(
+        "mcp_reader",
+        "cannot CREATE in shop",
+        "SET TRANSACTION READ WRITE; CREATE TABLE shop.evil (x int)",
+        INSUFFICIENT_PRIVILEGE,
+    ),
+    RoleCase(
+        "mcp_reader",
+        "cannot CREATE in public",
+        "SET TRANSACTION READ WRITE; CREATE TABLE public.evil (x int)",
+        INSUFFICIENT_PRIVILEGE,
+    ),
+    RoleCase(
+        "mcp_reader",
+        "cannot create TEMP tables",
+        "SET TRANSACTION READ WRITE; CREATE TEMP TABLE evil (x int)",
+        INSUFFICIENT_PRIVILEGE,
+    ),
     RoleCase("mcp_reader", "cannot read pg_authid", "SELECT rolpassword FROM pg_authid", INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "cannot read server files", "SELECT pg_read_file('postgresql.conf')",
-             INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "cannot reload the server configuration", "SELECT pg_reload_conf()",
-             INSUFFICIENT_PRIVILEGE),
-    RoleCase("mcp_reader", "cannot create schemas", "SET TRANSACTION READ WRITE; CREATE SCHEMA evil",
-             INSUFFICIENT_PRIVILEGE),
+    RoleCase(
+        "mcp_reader", "cannot read server files", "SELECT pg_read_file('postgresql.conf')", INSUFFICIENT_PRIVILEGE
+    ),
+    RoleCase("mcp_reader", "cannot reload the server configuration", "SELECT pg_reload_conf()", INSUFFICIENT_PRIVILEGE),
+    RoleCase(
+        "mcp_reader", "cannot create schemas", "SET TRANSACTION READ WRITE; CREATE SCHEMA evil", INSUFFICIENT_PRIVILEGE
+    ),
     # Backup operator: reads everything, writes nothing
-    RoleCase("backup_operator", "reads every shop table",
-             "SELECT (SELECT count(*) FROM shop.customers) + (SELECT count(*) FROM shop.products) "
-             "+ (SELECT count(*) FROM shop.orders) + (SELECT count(*) FROM shop.order_items)", OK),
-    RoleCase("backup_operator", "cannot INSERT",
-             "INSERT INTO shop.customers (email, full_name, country) VALUES ('y@example.com', 'y', 'DE')",
-             INSUFFICIENT_PRIVILEGE),
+    RoleCase(
+        "backup_operator",
+        "reads every shop table",
+        "SELECT (SELECT count(*) FROM shop.customers) + (SELECT count(*) FROM shop.products) "
+        "+ (SELECT count(*) FROM shop.orders) + (SELECT count(*) FROM shop.order_items)",
+        OK,
+    ),
+    RoleCase(
+        "backup_operator",
+        "cannot INSERT",
+        "INSERT INTO shop.customers (email, full_name, country) VALUES ('y@example.com', 'y', 'DE')",
+        INSUFFICIENT_PRIVILEGE,
+    ),
     RoleCase("backup_operator", "cannot CREATE in shop", "CREATE TABLE shop.evil (x int)", INSUFFICIENT_PRIVILEGE),
     # pg_read_all_data does include pg_authid: the backups still leave hashes out (--no-role-passwords).
     RoleCase("backup_operator", "cannot UPDATE", "UPDATE shop.products SET price = 0", INSUFFICIENT_PRIVILEGE),
     RoleCase("backup_operator", "cannot TRUNCATE", "TRUNCATE shop.order_items", INSUFFICIENT_PRIVILEGE),
     # App owner: DDL and DML on its schema, nothing cluster-wide
-    RoleCase("app_owner", "writes its schema",
-             "INSERT INTO shop.customers (email, full_name, country) VALUES ('z@example.com', 'z', 'DE')", OK),
+    RoleCase(
+        "app_owner",
+        "writes its schema",
+        "INSERT INTO shop.customers (email, full_name, country) VALUES ('z@example.com', 'z', 'DE')",
+        OK,
+    ),
     RoleCase("app_owner", "changes its schema", "CREATE TABLE shop.scratch (x int); DROP TABLE shop.scratch", OK),
     RoleCase("app_owner", "cannot CREATE in public", "CREATE TABLE public.evil (x int)", INSUFFICIENT_PRIVILEGE),
     RoleCase("app_owner", "cannot read pg_authid", "SELECT rolpassword FROM pg_authid", INSUFFICIENT_PRIVILEGE),
@@ -102,8 +133,17 @@ def run_case(connect: Callable[[str], psycopg.Connection], case: RoleCase) -> st
 
 def role_attributes(superuser: psycopg.Connection) -> dict[str, dict[str, object]]:
     rows = superuser.execute(ROLE_ATTRIBUTES_SQL).fetchall()
-    columns = ["rolname", "super", "createdb", "createrole", "replication", "bypassrls", "connlimit", "settings",
-               "member_of"]
+    columns = [
+        "rolname",
+        "super",
+        "createdb",
+        "createrole",
+        "replication",
+        "bypassrls",
+        "connlimit",
+        "settings",
+        "member_of",
+    ]
     return {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
 
 

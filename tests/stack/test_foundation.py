@@ -99,8 +99,13 @@ def test_every_process_runs_as_uid_999(hosts: dict[str, testinfra.host.Host], se
 
 @pytest.mark.parametrize(
     ("service", "secret"),
-    [("postgres", "postgres_password"), ("postgres", "mcp_reader_password"), ("mcp", "mcp_api_keys"),
-     ("mcp", "mcp_reader_password"), ("backup", "backup_password")],
+    [
+        ("postgres", "postgres_password"),
+        ("postgres", "mcp_reader_password"),
+        ("mcp", "mcp_api_keys"),
+        ("mcp", "mcp_reader_password"),
+        ("backup", "backup_password"),
+    ],
 )
 def test_secret_files_are_private(hosts: dict[str, testinfra.host.Host], service: str, secret: str) -> None:
     secret_file = hosts[service].file(f"/run/secrets/{secret}")

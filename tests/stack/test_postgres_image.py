@@ -39,8 +39,9 @@ def init_dir(tmp_path: Path) -> Path:
     (directory / "01-schema.sql").write_text("CREATE TABLE init_runs (ran_at timestamptz DEFAULT now());\n")
     script = directory / "02-count.sh"
     script.write_text(
-        '#!/usr/bin/env bash\nset -Eeuo pipefail\n'
-        'psql -v ON_ERROR_STOP=1 --no-psqlrc -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "INSERT INTO init_runs DEFAULT VALUES"\n'
+        "#!/usr/bin/env bash\nset -Eeuo pipefail\n"
+        'psql -v ON_ERROR_STOP=1 --no-psqlrc -U "$POSTGRES_USER" -d "$POSTGRES_DB" \\\n'
+        '  -c "INSERT INTO init_runs DEFAULT VALUES"\n'
     )
     script.chmod(0o755)
     (directory / "03-notes.txt").write_text("not a script: ignored\n")
@@ -60,21 +61,32 @@ def cleanup(client: docker.DockerClient) -> Iterator[list[Any]]:
         thing.remove(force=True)
 
 
-def run_postgres(client: docker.DockerClient, cleanup: list[Any], volume: str, init_dir: Path,
-                 environment: dict[str, str]) -> Any:
+def run_postgres(
+    client: docker.DockerClient, cleanup: list[Any], volume: str, init_dir: Path, environment: dict[str, str]
+) -> Any:
     container = client.containers.run(
-        postgres_image(), detach=True, user="999:999", environment=environment,
-        volumes={volume: {"bind": "/var/lib/postgresql", "mode": "rw"},
-                 str(init_dir): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"},
-                 str(init_dir.parent / "password"): {"bind": "/run/secrets/pw", "mode": "ro"}},
+        postgres_image(),
+        detach=True,
+        user="999:999",
+        environment=environment,
+        volumes={
+            volume: {"bind": "/var/lib/postgresql", "mode": "rw"},
+            str(init_dir): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"},
+            str(init_dir.parent / "password"): {"bind": "/run/secrets/pw", "mode": "ro"},
+        },
         network_mode="none",
     )
     cleanup.append(container)
     return container
 
 
-def psql(container: Any, sql: str, user: str = "alice", database: str = "shopdb",
-         password: str = "contract-test-password-1234") -> tuple[int, str]:
+def psql(
+    container: Any,
+    sql: str,
+    user: str = "alice",
+    database: str = "shopdb",
+    password: str = "contract-test-password-1234",
+) -> tuple[int, str]:
     result = container.exec_run(
         ["psql", "--no-psqlrc", "-h", "127.0.0.1", "-U", user, "-d", database, "-tAc", sql],
         environment={"PGPASSWORD": password},
@@ -84,18 +96,25 @@ def psql(container: Any, sql: str, user: str = "alice", database: str = "shopdb"
 
 def wait_ready(container: Any) -> None:
     """Ready = an authenticated query over TCP inside the container works (the real server, not init's)."""
+
     def ready() -> bool:
         container.reload()
         if container.status == "exited":
             raise AssertionError(f"postgres exited:\n{container.logs().decode()[-3000:]}")
         return psql(container, "SELECT 1")[0] == 0
 
-    wait_until(ready, timeout=120, interval=0.5, what="the postgres container to accept TCP queries",
-               describe=lambda: container.logs().decode()[-1500:])
+    wait_until(
+        ready,
+        timeout=120,
+        interval=0.5,
+        what="the postgres container to accept TCP queries",
+        describe=lambda: container.logs().decode()[-1500:],
+    )
 
 
-def test_file_secrets_user_db_and_init_scripts_run_once(client: docker.DockerClient, cleanup: list[Any],
-                                                        init_dir: Path) -> None:
+def test_file_secrets_user_db_and_init_scripts_run_once(
+    client: docker.DockerClient, cleanup: list[Any], init_dir: Path
+) -> None:
     volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
     cleanup.append(volume)
     environment = {"POSTGRES_USER": "alice", "POSTGRES_DB": "shopdb", "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"}
@@ -104,8 +123,7 @@ def test_file_secrets_user_db_and_init_scripts_run_once(client: docker.DockerCli
     assert psql(first, "SELECT current_user, current_database(), count(*) FROM init_runs") == (0, "alice|shopdb|1\n")
     # The image trusts connections from inside the container (initdb's default pg_hba.conf, as upstream);
     # the stack replaces pg_hba.conf, and tests/stack/test_foundation.py checks wrong passwords fail there.
-    assert psql(first, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'alice'") == (
-        0, "t\n")
+    assert psql(first, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'alice'") == (0, "t\n")
     assert "ignoring /docker-entrypoint-initdb.d/03-notes.txt" in first.logs().decode()
     first.stop(timeout=30)
     first.remove()
@@ -118,18 +136,25 @@ def test_file_secrets_user_db_and_init_scripts_run_once(client: docker.DockerCli
     assert "Skipping initialization" in second.logs().decode()
 
 
-def test_password_and_password_file_are_exclusive(client: docker.DockerClient, cleanup: list[Any],
-                                                  init_dir: Path) -> None:
+def test_password_and_password_file_are_exclusive(
+    client: docker.DockerClient, cleanup: list[Any], init_dir: Path
+) -> None:
     volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
     cleanup.append(volume)
-    container = run_postgres(client, cleanup, volume.name, init_dir,
-                             {"POSTGRES_PASSWORD": "x" * 20, "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"})
+    container = run_postgres(
+        client,
+        cleanup,
+        volume.name,
+        init_dir,
+        {"POSTGRES_PASSWORD": "x" * 20, "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"},
+    )
     assert container.wait(timeout=60)["StatusCode"] != 0
     assert "are exclusive" in container.logs().decode()
 
 
-def test_missing_password_stops_with_instructions(client: docker.DockerClient, cleanup: list[Any],
-                                                  init_dir: Path) -> None:
+def test_missing_password_stops_with_instructions(
+    client: docker.DockerClient, cleanup: list[Any], init_dir: Path
+) -> None:
     volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
     cleanup.append(volume)
     container = run_postgres(client, cleanup, volume.name, init_dir, {})

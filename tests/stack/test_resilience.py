@@ -9,6 +9,7 @@ import time
 import uuid
 
 import psycopg
+
 from tests.fixtures.stack import Stack
 from tests.helpers import wait_until
 
@@ -16,9 +17,7 @@ from tests.helpers import wait_until
 def write_marker(stack: Stack) -> str:
     marker = f"survivor-{uuid.uuid4()}@example.com"
     with psycopg.connect(stack.dsn("app_owner"), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO shop.customers (email, full_name, country) VALUES (%s, 'Survivor', 'DE')", (marker,)
-        )
+        conn.execute("INSERT INTO shop.customers (email, full_name, country) VALUES (%s, 'Survivor', 'DE')", (marker,))
     return marker
 
 

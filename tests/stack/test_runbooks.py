@@ -12,8 +12,9 @@ import pytest
 
 from tests.fixtures.stack import Stack
 
-RUNBOOKS = sorted(path for path in (Path(__file__).resolve().parents[2] / "runbooks").glob("*.md")
-                  if path.name != "TEMPLATE.md")
+RUNBOOKS = sorted(
+    path for path in (Path(__file__).resolve().parents[2] / "runbooks").glob("*.md") if path.name != "TEMPLATE.md"
+)
 FENCE = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -40,9 +41,16 @@ def test_runbook_commands_run(stack: Stack, runbook: Path) -> None:
         for placeholder, value in values.items():
             block = block.replace(placeholder, value)
         assert not re.search(r"<[a-z-]+>", block), f"{runbook.name} block {number}: unknown placeholder"
-        result = subprocess.run(["bash", "-Eeuo", "pipefail", "-c", block], cwd=runbook.parents[1],
-                                env=stack.env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-                                check=False)
+        result = subprocess.run(
+            ["bash", "-Eeuo", "pipefail", "-c", block],
+            cwd=runbook.parents[1],
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         assert result.returncode == 0, (
             f"{runbook.name} block {number} failed ({result.returncode}):\n{block}\n"
             f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}"

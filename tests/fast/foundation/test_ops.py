@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,9 @@ ENTRYPOINT = REPO / "ops" / "images" / "postgres" / "docker-entrypoint.sh"
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+    )
 
 
 def phony_targets() -> set[str]:
@@ -43,7 +46,11 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
     subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
     files = sorted((tmp_path / "secrets").iterdir())
     assert [f.name for f in files] == [
-        "app_owner_password", "backup_password", "mcp_api_keys", "mcp_reader_password", "postgres_password"
+        "app_owner_password",
+        "backup_password",
+        "mcp_api_keys",
+        "mcp_reader_password",
+        "postgres_password",
     ]
     first = {f.name: f.read_text() for f in files}
     for path in files:
@@ -62,29 +69,42 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
 
 
 def test_clean_refuses_without_force_when_nobody_can_answer() -> None:
-    result = subprocess.run([str(REPO / "ops" / "clean.sh")], stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True, env={**os.environ, "FORCE": "", "COMPOSE_PROJECT_NAME": "pgstack-nothing"},
-                            check=False)
+    result = subprocess.run(
+        [str(REPO / "ops" / "clean.sh")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FORCE": "", "COMPOSE_PROJECT_NAME": "pgstack-nothing"},
+        check=False,
+    )
     assert result.returncode == 1
     assert "FORCE=1" in result.stderr and "refusing" in result.stderr
 
 
 def source_entrypoint(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", f'source "{ENTRYPOINT}"; {script}'], capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"], **(env or {})}, check=False)
+    return subprocess.run(
+        ["bash", "-c", f'source "{ENTRYPOINT}"; {script}'],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        check=False,
+    )
 
 
 def test_entrypoint_file_env_reads_the_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret-from-file\n")
-    result = source_entrypoint('docker_file_env POSTGRES_PASSWORD; printf "%s|%s" "$POSTGRES_PASSWORD" '
-                               '"${POSTGRES_PASSWORD_FILE-unset}"', {"POSTGRES_PASSWORD_FILE": str(secret)})
+    result = source_entrypoint(
+        'docker_file_env POSTGRES_PASSWORD; printf "%s|%s" "$POSTGRES_PASSWORD" "${POSTGRES_PASSWORD_FILE-unset}"',
+        {"POSTGRES_PASSWORD_FILE": str(secret)},
+    )
     assert result.stdout == "s3cret-from-file|unset"
 
 
 def test_entrypoint_file_env_refuses_both(tmp_path: Path) -> None:
-    result = source_entrypoint("docker_file_env POSTGRES_PASSWORD",
-                               {"POSTGRES_PASSWORD": "a", "POSTGRES_PASSWORD_FILE": str(tmp_path / "pw")})
+    result = source_entrypoint(
+        "docker_file_env POSTGRES_PASSWORD", {"POSTGRES_PASSWORD": "a", "POSTGRES_PASSWORD_FILE": str(tmp_path / "pw")}
+    )
     assert result.returncode == 1
     assert "both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)" in result.stderr
 
@@ -94,8 +114,9 @@ def test_entrypoint_file_env_default() -> None:
     assert result.stdout == "postgres"
 
 
-@pytest.mark.parametrize(("args", "wants_help"), [("postgres --version", 0), ("postgres -V", 0),
-                                                   ("postgres -c x=y", 1), ("postgres", 1)])
+@pytest.mark.parametrize(
+    ("args", "wants_help"), [("postgres --version", 0), ("postgres -V", 0), ("postgres -c x=y", 1), ("postgres", 1)]
+)
 def test_entrypoint_skips_init_for_help_and_version(args: str, wants_help: int) -> None:
     assert source_entrypoint(f"_pg_want_help {args}").returncode == wants_help
 
@@ -119,3 +140,41 @@ def test_readme_lists_every_target_as_make_help_describes_it() -> None:
         for match in re.finditer(r"^\| `([^`]+)` \| (.*) \|$", section, re.MULTILINE)
     }
     assert documented == makefile
+
+
+def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
+    """Not root and no docker: stop with what to install, never a stack trace or a silent failure."""
+    if os.geteuid() != 0:
+        user_prefix: list[str] = []
+    else:
+        subprocess.run(["id", "pgstack-test"], check=True, capture_output=True)  # made by the pg fixture
+        user_prefix = ["runuser", "-u", "pgstack-test", "--"]
+    # pytest's tmp_path is private to root: the unprivileged user needs a directory it can enter
+    scratch = Path(tempfile.mkdtemp(prefix="pgstack-engine-"))
+    scratch.chmod(0o755)
+    tools = scratch / "bin"
+    tools.mkdir()
+    for tool in ("bash", "id", "grep", "dirname", "basename", "cat", "tail", "env"):
+        (tools / tool).symlink_to(
+            subprocess.run(
+                ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+    try:
+        result = subprocess.run(
+            [
+                *user_prefix,
+                str(tools / "env"),
+                f"PATH={tools}",
+                str(tools / "bash"),
+                str(REPO / "ops" / "docker-engine.sh"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(scratch)
+    assert result.returncode == 1
+    assert "missing: docker.io" in result.stderr
+    assert "install Docker Engine" in result.stderr
