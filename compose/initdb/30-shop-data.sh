@@ -55,7 +55,7 @@ data_main() {
 		INSERT INTO orders (order_id, customer_id, status, placed_at, shipped_at, total, note)
 		OVERRIDING SYSTEM VALUE
 		SELECT o,
-		       1 + (o * 7919) % greatest(100, :orders / 10),
+		       1 + (o::bigint * 7919) % greatest(100, :orders / 10),
 		       (ARRAY['pending', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + o % 5],
 		       timestamptz '2024-01-01 00:00:00+00' + o * interval '3 minutes',
 		       CASE WHEN o % 5 IN (2, 3) THEN timestamptz '2024-01-02 00:00:00+00' + o * interval '3 minutes' END,
