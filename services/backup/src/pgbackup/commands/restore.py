@@ -1,0 +1,56 @@
+"""`restore --set ID|latest --target-db NAME [--source-db NAME] [--force]`: restore into a new database."""
+
+from __future__ import annotations
+
+import argparse
+
+from pgbackup.cancel import Cancellation
+from pgbackup.catalog import LATEST
+from pgbackup.clock import Clock
+from pgbackup.config import Settings
+from pgbackup.errors import ExitCode
+from pgbackup.restore import restore_set
+from pgbackup.signals import install_handlers, run_in_worker
+
+NAME = "restore"
+HELP = "restore a database of a set into a new database (an existing one only with --force)"
+CONNECTS = True
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="set_id", default=LATEST, metavar="ID|latest", help="the set (default: latest verified)"
+    )
+    parser.add_argument("--target-db", required=True, metavar="NAME", help="database to create")
+    parser.add_argument("--source-db", metavar="NAME", help="which database of the set (needed when it holds several)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the target if it exists (after the restored copy verifies)"
+    )
+
+
+def execute(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
+    cancel = Cancellation()
+    install_handlers(cancel)
+    result = run_in_worker(
+        lambda: restore_set(
+            settings,
+            selector=args.set_id,
+            target_db=args.target_db,
+            source_db=args.source_db,
+            force=args.force,
+            clock=clock,
+            cancel=cancel,
+        ),
+        name="pgbackup-restore",
+    )
+    print(
+        f"restored {result.source_db} of set {result.set_id} into {result.target_db}"
+        f"{' (replaced the existing database)' if result.replaced else ''}: {result.tables} tables, "
+        f"{result.rows} rows, counts match the manifest, {result.seconds:.1f} s"
+    )
+    if result.roles_created:
+        print(
+            f"created missing roles without passwords: {', '.join(result.roles_created)}; "
+            "set each one's password with ALTER ROLE <name> PASSWORD before it logs in"
+        )
+    return ExitCode.OK

@@ -1,0 +1,137 @@
+"""The error hierarchy of pgbackup and the stable exit status of every CLI outcome, in one place.
+
+Each failure a command can end with has one class here and one exit status. Scripts, the Makefile and
+the container health check rely on these numbers: never renumber them, only add.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of `python -m pgbackup <command>`."""
+
+    OK = 0
+    UNHEALTHY = 1  # healthcheck only: Docker reads any non-zero as unhealthy and reserves 2
+    USAGE = 2  # argparse: unknown command or option
+    CONFIG = 3  # invalid settings (every problem is listed)
+    STARTUP = 4  # a startup check failed: directory, free space, tool versions, connection
+    BACKUP = 5  # a backup run failed
+    VERIFY = 6  # a set failed verification: checksum, archive list, row counts, roles
+    NOT_FOUND = 7  # no such set, or no verified set
+    TARGET_EXISTS = 8  # restore refused: the target database exists and --force was not given
+    RESTORE = 9  # restore failed
+    RETENTION = 10  # retention refused to run (it would delete every set)
+    LOCKED = 11  # another backup or prune holds the backup directory's lock
+    ABORTED = 12  # stopped by SIGTERM or SIGINT; partial files were removed
+    THRESHOLD = 13  # drill verified the set, but RTO or RPO is over its limit
+    INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
+
+
+class BackupError(Exception):
+    """Base class of every error pgbackup reports to its user; carries the exit status."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *hints: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hints = hints
+
+    def __str__(self) -> str:
+        return "\n".join([self.message, *(f"hint: {hint}" for hint in self.hints)])
+
+
+class ConfigError(BackupError):
+    """One or more settings are invalid; `problems` lists every one of them."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {problem}" for problem in problems))
+        self.problems = problems
+
+
+class StartupCheckError(BackupError):
+    """A check before backing up failed (directory, free space, tool version, connection, privileges)."""
+
+    exit_code = ExitCode.STARTUP
+
+
+class DumpError(BackupError):
+    """Taking a backup set failed; no set was made visible."""
+
+    exit_code = ExitCode.BACKUP
+
+
+class VerificationError(BackupError):
+    """A set does not match its manifest (checksums, archive contents, row counts, roles, sanity)."""
+
+    exit_code = ExitCode.VERIFY
+
+
+class SetNotFoundError(BackupError):
+    """The requested backup set does not exist, or no verified set exists yet."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class TargetExistsError(BackupError):
+    """Restore refused to touch an existing database without --force."""
+
+    exit_code = ExitCode.TARGET_EXISTS
+
+
+class RestoreError(BackupError):
+    """Restoring a set failed; the target database was left as it was."""
+
+    exit_code = ExitCode.RESTORE
+
+
+class RetentionRefusedError(BackupError):
+    """Retention would delete every set (or the newest verified one) and refused to run."""
+
+    exit_code = ExitCode.RETENTION
+
+
+class LockedError(BackupError):
+    """Another process holds the backup directory's lock: runs never overlap."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class AbortedError(BackupError):
+    """The run was stopped by a signal; its partial files were removed."""
+
+    exit_code = ExitCode.ABORTED
+
+
+class ThresholdError(BackupError):
+    """The drill passed verification but its RTO or RPO is over the configured limit."""
+
+    exit_code = ExitCode.THRESHOLD
+
+
+class ToolError(BackupError):
+    """A PostgreSQL client tool (pg_dump, pg_restore, psql, initdb, pg_ctl) failed or is missing."""
+
+    exit_code = ExitCode.BACKUP
+
+
+__all__ = [
+    "AbortedError",
+    "BackupError",
+    "ConfigError",
+    "DumpError",
+    "ExitCode",
+    "LockedError",
+    "RestoreError",
+    "RetentionRefusedError",
+    "SetNotFoundError",
+    "StartupCheckError",
+    "TargetExistsError",
+    "ThresholdError",
+    "ToolError",
+    "VerificationError",
+]

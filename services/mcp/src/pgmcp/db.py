@@ -1,0 +1,403 @@
+"""The connection pool and what happens around it: startup checks (ROLE), hygiene on return (HYG), and
+turning "no connection" into a clear, transient tool error.
+
+Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT_MS`, stopping at
+once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and loads
+the function catalogue the guard needs. Only then is the pool opened. At run time a call waits at most
+`MCP_POOL_TIMEOUT_MS` for a connection; when none comes, a quick diagnosis says why (down, restarting, out
+of connections, or simply busy) and the pool recovers by itself once the database answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg.adapt import AdaptersMap
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pgmcp import catalog, role_audit
+from pgmcp.config import Settings
+from pgmcp.errors import DatabaseUnavailable, DatabaseUnreachable, StartupRefused
+from pgmcp.layers import Layers
+from pgmcp.verdicts import Verdicts
+
+logger = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[Any]
+
+TEXT_TYPES = (
+    "numeric",
+    "money",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "inet",
+    "cidr",
+    "bytea",
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "int4multirange",
+    "int8multirange",
+    "nummultirange",
+    "tsmultirange",
+    "tstzmultirange",
+    "datemultirange",
+)
+"""Types loaded as PostgreSQL's own text: exact, compact, and JSON-safe without conversion."""
+
+JSON_TYPE_OIDS = frozenset({114, 3802})
+
+# Retry policy of the startup probe (psycopg_pool's AttemptWithBackoff, in our own words).
+STARTUP_INITIAL_DELAY_S = 0.5
+STARTUP_MAX_DELAY_S = 5.0
+STARTUP_BACKOFF = 2.0
+# How long the pool keeps retrying one lost connection before it gives up and grows again on demand;
+# short, so that recovery after a long outage does not wait for a long backoff delay.
+POOL_RECONNECT_TIMEOUT_S = 10.0
+CHECKIN_TIMEOUT_S = 2.0
+"""Bound on ending a call's transaction; past it the connection is closed and the pool replaces it."""
+DIAGNOSIS_TTL_S = 1.0
+DIAGNOSIS_CONNECT_TIMEOUT_S = 1
+
+_PERMANENT_CONNECT_ERRORS = (
+    "password authentication failed",
+    "does not exist",
+    "permission denied",
+    "no pg_hba.conf entry",
+    "is not permitted to log in",
+    "certificate",
+)
+
+
+def text_adapters() -> AdaptersMap:
+    """psycopg's adapters, with the `TEXT_TYPES` (and their arrays) loaded as text."""
+    adapters = AdaptersMap(psycopg.adapters)
+    for name in TEXT_TYPES:
+        adapters.register_loader(name, TextLoader)
+    return adapters
+
+
+ADAPTERS = text_adapters()
+
+
+def is_permanent_connect_error(error: BaseException) -> bool:
+    """True when retrying cannot help (wrong password, unknown database, no CONNECT privilege)."""
+    text = str(error)
+    return any(marker in text for marker in _PERMANENT_CONNECT_ERRORS)
+
+
+def describe_connect_error(error: BaseException) -> str:
+    """The interesting line of a libpq connection error, without the `connection failed:` noise."""
+    text = " ".join(str(error).split())
+    _, _, tail = text.rpartition(" failed: ")
+    return (tail or text).replace("FATAL: ", "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Facts about the database learnt at startup."""
+
+    version_num: int
+    version: str
+    role_connection_limit: int
+
+
+RESET_SESSION = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
+"""HYG: what DISCARD ALL does, statement by statement (PostgreSQL documents this equivalence), so it can follow
+the ROLLBACK in the same round trip (DISCARD ALL itself refuses to run in a multi-statement query). Drops cursors,
+prepared statements, LISTENs, advisory locks, temporary objects and every session-level SET (back to the role's
+own defaults, e.g. default_transaction_read_only)."""
+
+
+class Database:
+    """The pool of connections as the reader role, plus what startup learnt about the server."""
+
+    def __init__(self, settings: Settings, layers: Layers) -> None:
+        self._settings = settings
+        self._layers = layers
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._diagnosis: tuple[float, str] | None = None
+        self._deferred_tasks: set[asyncio.Task[None]] = set()
+        self.catalog: catalog.FunctionCatalog | None = None
+        self.verdicts: Verdicts | None = None
+        self.server: ServerInfo | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Probe, audit, load the catalogue, open the pool. Raises `DatabaseUnreachable` or `StartupRefused`."""
+        settings = self._settings
+        conn = await self._probe()
+        try:
+            self.server = await self._server_info(conn)
+            problems = await self._startup_problems(conn, self.server)
+            if problems:
+                raise StartupRefused(problems)
+            self.catalog = await catalog.load_function_catalog(conn)
+            self.verdicts = Verdicts(self.catalog, self._layers)
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            kwargs={**settings.database_conninfo(), **_CONNECTION_OPTIONS},
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            open=False,
+            name="pgmcp",
+            timeout=settings.pool_timeout_ms / 1000,
+            reconnect_timeout=POOL_RECONNECT_TIMEOUT_S,
+            num_workers=2,
+        )
+        await pool.open(wait=False)
+        self._pool = pool
+        logger.info(
+            "database ready: %s, PostgreSQL %s, pool %s-%s connections, layers %s",
+            settings.database_target(),
+            self.server.version,
+            settings.pool_min_size,
+            settings.pool_max_size,
+            ",".join(self._layers.active()),
+        )
+
+    async def close(self) -> None:
+        if self._deferred_tasks:
+            await asyncio.gather(*self._deferred_tasks, return_exceptions=True)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close(timeout=5.0)
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    # -- use ---------------------------------------------------------------------------------------------------
+
+    async def checkout(self) -> Connection:
+        """A pooled connection, or `DatabaseUnavailable` (transient, with a retry hint) within the pool timeout.
+
+        The connection is not checked with a round trip: the caller's first statement is the check, and a
+        connection found broken that way is given back (`checkin`) and another one taken.
+        """
+        pool = self._pool
+        if pool is None:
+            raise DatabaseUnavailable(
+                "the server is starting or stopping and has no database connections: retry in a few seconds"
+            )
+        try:
+            return await pool.getconn()
+        except PoolTimeout:
+            raise DatabaseUnavailable(await self._diagnose_unavailable()) from None
+
+    async def checkin(self, conn: Connection, *, ending: str = "ROLLBACK", dirty: bool = True) -> None:
+        """Give a connection back, its transaction ended with `ending` (ROLLBACK or COMMIT) and, with HYG, its
+        session reset (unless the caller ran only its own harmless statement: `dirty=False`), in one round trip;
+        the pool discards it when closed, broken, mid-query or not reset."""
+        status = conn.info.transaction_status
+        if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.IDLE):
+            if status == TransactionStatus.INERROR:
+                ending = "ROLLBACK"
+            parts = [ending] if status != TransactionStatus.IDLE else []
+            if self._layers.hyg and dirty:
+                parts.append(RESET_SESSION)
+            if parts:
+                try:
+                    with anyio.move_on_after(CHECKIN_TIMEOUT_S) as scope:
+                        await conn.execute("; ".join(parts), prepare=False)
+                    if scope.cancelled_caught:
+                        raise psycopg.OperationalError(f"no answer within {CHECKIN_TIMEOUT_S} s")
+                except psycopg.Error as exc:
+                    logger.warning("unable to end and reset a pooled connection (%s): discarding it", exc)
+                    await conn.close()
+        pool = self._pool
+        if pool is None:
+            await conn.close()
+            return
+        await pool.putconn(conn)
+
+    def defer(self, work: Awaitable[None]) -> None:
+        """Finish `work` after the current call has answered (e.g. its ROLLBACK); `close()` waits for it."""
+        task = asyncio.get_running_loop().create_task(self._deferred(work))
+        self._deferred_tasks.add(task)
+        task.add_done_callback(self._deferred_tasks.discard)
+
+    async def _deferred(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("deferred database work failed")
+
+    def pool_stats(self) -> dict[str, int]:
+        """psycopg_pool's counters (`pool_size`, `pool_available`, `requests_waiting`, ...); empty when closed."""
+        return dict(self._pool.get_stats()) if self._pool is not None else {}
+
+    async def ping(self, timeout_s: float) -> str | None:
+        """None when a pooled connection answers `SELECT 1` within `timeout_s`, else why not (for /readyz).
+
+        Connections the database dropped (a restart) are replaced on the way, as for tool calls."""
+        if self._pool is None:
+            return "the database pool is not open"
+        deadline = time.monotonic() + timeout_s
+        try:
+            with anyio.fail_after(timeout_s):
+                while True:
+                    conn = await self.checkout()
+                    try:
+                        await conn.execute("SELECT 1", prepare=False)
+                        return None
+                    except psycopg.Error as exc:
+                        if not (conn.closed or conn.broken) or time.monotonic() >= deadline:
+                            return f"the database failed SELECT 1: {describe_connect_error(exc)}"
+                    finally:
+                        await self.checkin(conn, dirty=False)
+        except DatabaseUnavailable as exc:
+            return exc.message
+        except TimeoutError:
+            return f"the database did not answer SELECT 1 within {timeout_s:.1f} s"
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    async def _probe(self) -> Connection:
+        """One connection for the startup checks, retrying transient failures until the startup deadline."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.startup_timeout_ms / 1000
+        delay = STARTUP_INITIAL_DELAY_S
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await psycopg.AsyncConnection.connect(**settings.database_conninfo(), **_CONNECTION_OPTIONS)
+            except psycopg.OperationalError as exc:
+                reason = describe_connect_error(exc)
+                if is_permanent_connect_error(exc):
+                    raise DatabaseUnreachable(
+                        f"unable to connect to {settings.database_target()}: {reason}\n"
+                        "hint: check MCP_DATABASE_USER, MCP_DATABASE_NAME and the password in "
+                        "MCP_DATABASE_PASSWORD_FILE (it must match the role's password)"
+                    ) from None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DatabaseUnreachable(
+                        f"unable to connect to {settings.database_target()} after {attempts} attempts in "
+                        f"{settings.startup_timeout_ms / 1000:.0f} s: {reason}\n"
+                        "hint: is PostgreSQL running and reachable from here? Raise MCP_STARTUP_TIMEOUT_MS if it "
+                        "needs longer to start"
+                    ) from None
+                logger.warning("database not reachable yet (%s): retrying in %.1f s", reason, min(delay, remaining))
+                await anyio.sleep(min(delay, remaining))
+                delay = min(delay * STARTUP_BACKOFF, STARTUP_MAX_DELAY_S)
+
+    async def _server_info(self, conn: Connection) -> ServerInfo:
+        cur = await conn.execute(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
+            "(SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)",
+            prepare=False,
+        )
+        row = await cur.fetchone()
+        if row is None:  # pragma: no cover - a SELECT without FROM always returns one row
+            raise StartupRefused(["unable to read the server version"])
+        return ServerInfo(version_num=int(row[0]), version=str(row[1]), role_connection_limit=int(row[2]))
+
+    async def _startup_problems(self, conn: Connection, server: ServerInfo) -> list[str]:
+        settings = self._settings
+        problems: list[str] = []
+        if server.version_num < 160000:
+            problems.append(f"PostgreSQL {server.version} is too old: this server needs PostgreSQL 16 or newer")
+        limit = server.role_connection_limit
+        if limit >= 0 and settings.pool_max_size >= limit:
+            problems.append(
+                f"MCP_POOL_MAX_SIZE={settings.pool_max_size} is not below the CONNECTION LIMIT {limit} of role "
+                f"{settings.database_user!r}\nhint: lower MCP_POOL_MAX_SIZE to at most {max(1, limit - 1)}, "
+                "so a diagnosis connection and an operator's psql still fit"
+            )
+        if not self._layers.role:
+            return problems
+        role_problems = await role_audit.audit_role(conn)
+        if not role_problems:
+            return problems
+        described = [f"{problem.message}\n    hint: {problem.hint}" for problem in role_problems]
+        if settings.dev_allow_privileged_role:
+            banner = "!" * 100
+            logger.warning(
+                "%s\nDEVELOPMENT OVERRIDE: MCP_DEV_ALLOW_PRIVILEGED_ROLE=true, starting although role %r failed "
+                "the audit. Never use this in production: a model could change or read everything this role "
+                "can.\n%s\n%s",
+                banner,
+                settings.database_user,
+                "\n".join(f"  - {line}" for line in described),
+                banner,
+            )
+            return problems
+        return problems + [
+            *described,
+            f"role {settings.database_user!r} is more privileged than a read-only role must be; fix the role "
+            "(see compose/initdb/10-roles.sh for the intended grants) or, on a development machine only, set "
+            "MCP_DEV_ALLOW_PRIVILEGED_ROLE=true",
+        ]
+
+    async def _diagnose_unavailable(self) -> str:
+        """Why no connection came in time: one direct connection attempt, cached for a second."""
+        now = time.monotonic()
+        if self._diagnosis is not None and now - self._diagnosis[0] < DIAGNOSIS_TTL_S:
+            return self._diagnosis[1]
+        settings = self._settings
+        waited = settings.pool_timeout_ms / 1000
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                **{**settings.database_conninfo(), "connect_timeout": DIAGNOSIS_CONNECT_TIMEOUT_S},
+                **_CONNECTION_OPTIONS,
+            )
+        except psycopg.OperationalError as exc:
+            reason = describe_connect_error(exc)
+            if "too many" in reason or "connection slots" in reason:
+                what = "the database has no free connection slots (too many connections)"
+            elif "starting up" in reason or "shutting down" in reason or "recovery" in reason:
+                what = "the database is restarting"
+            elif is_permanent_connect_error(exc):
+                what = "the database refused the server's credentials (an operator must fix the configuration)"
+            else:
+                what = "the database is unreachable"
+            message = (
+                f"database unavailable: {what} ({reason}); no connection within {waited:.1f} s. "
+                "This is transient: retry in about 5 seconds"
+            )
+        else:
+            await conn.close()
+            stats = self.pool_stats()
+            message = (
+                f"database busy: all {stats.get('pool_size', settings.pool_max_size)} pooled connections were in "
+                f"use for {waited:.1f} s. This is transient: retry in a few seconds, and prefer cheaper queries"
+            )
+        self._diagnosis = (now, message)
+        logger.warning("%s", message)
+        return message
+
+
+_CONNECTION_OPTIONS: dict[str, Any] = {
+    "autocommit": True,  # transactions are explicit (BEGIN READ ONLY ... ROLLBACK), one per call
+    "prepare_threshold": None,  # never server-side prepared statements: DISCARD ALL would orphan them
+    "context": ADAPTERS,
+}
+
+
+__all__ = ["ADAPTERS", "JSON_TYPE_OIDS", "Connection", "Database", "ServerInfo", "describe_connect_error"]

@@ -1,0 +1,385 @@
+"""Run one statement the safe way: the RO, ONE, TMO and CAP layers around a pooled connection.
+
+- RO: the call runs in `BEGIN READ ONLY` and is always rolled back.
+- ONE: the statement goes over the extended protocol (psycopg's `stream()` always uses it), so PostgreSQL
+  itself refuses a second statement ("cannot insert multiple commands into a prepared statement").
+- TMO: `SET LOCAL statement_timeout / lock_timeout / idle_in_transaction_session_timeout` (and
+  `transaction_timeout` on PostgreSQL 17+) in the same round trip as BEGIN; a watchdog sends a cancel request
+  when the server-side timeout has not fired a second after it should have, and abandons the connection if even
+  that does not end the query.
+- CAP: rows are streamed in chunks and counting stops at the row or byte limit; the query is then cancelled.
+  The SQL text is never rewritten.
+
+With a layer switched off (tests only, `pgmcp.layers`), the corresponding mechanism is simply absent: no
+read-only transaction (a plain BEGIN ... COMMIT), the simple query protocol, no timeouts, or no limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import anyio
+import psycopg
+from psycopg import AsyncRawCursor
+from psycopg.rows import dict_row
+
+from pgmcp.config import Settings
+from pgmcp.db import JSON_TYPE_OIDS, Connection, Database
+from pgmcp.errors import DatabaseFailed, DatabaseUnavailable, QueryTimeout
+from pgmcp.layers import Layers
+from pgmcp.results import convert_row
+from pgmcp.types import Json, ParamValue
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WATCHDOG_GRACE_S = 1.0
+"""How long after the statement timeout the watchdog sends its own cancel request."""
+WATCHDOG_ABANDON_S = 2.0
+"""How long after that cancel the call gives up on the connection (it is closed, the pool replaces it)."""
+CANCEL_REQUEST_TIMEOUT_S = 2.0
+MAX_CHUNK_ROWS = 500
+"""Rows per fetch without the CAP layer (tests only)."""
+CHUNK_ROWS = 16
+"""Rows libpq hands over at a time while streaming. Small, because rows can be wide (a chunk is held whole in
+memory, per concurrent call) and because the caps stop the stream early; larger chunks save nothing measurable."""
+TYPE_CACHE_LIMIT = 10_000
+
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "53400", "08000", "08003", "08006", "08001"})
+_TIMEOUT_SQLSTATES = frozenset({"57014", "25P03", "25P04"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one call may return; every field None when the CAP layer is off."""
+
+    max_rows: int | None
+    max_bytes: int | None
+    max_cell_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a statement returned, after the limits."""
+
+    columns: list[Column] = field(default_factory=list)
+    rows: list[list[Json]] = field(default_factory=list)
+    truncated_reason: str | None = None  # "max_rows" or "max_bytes"
+    truncated_cells: int = 0
+    bytes: int = 0
+    elapsed_ms: float = 0.0
+
+    @property
+    def truncated(self) -> bool:
+        return self.truncated_reason is not None or self.truncated_cells > 0
+
+
+class Executor:
+    """Runs statements for the tools. One instance per server; safe for concurrent calls."""
+
+    def __init__(
+        self, settings: Settings, layers: Layers, database: Database, on_watchdog: Callable[[], None] | None = None
+    ) -> None:
+        self._settings = settings
+        self._layers = layers
+        self._database = database
+        self._on_watchdog = on_watchdog
+        self._type_names: dict[tuple[int, int], str] = {}
+        self.watchdog_cancels = 0
+
+    def limits(self, max_rows: int | None = None) -> Limits:
+        """The operator's limits, with the model's smaller `max_rows` when it asked for one."""
+        if not self._layers.cap:
+            return Limits(None, None, None)
+        settings = self._settings
+        rows = settings.max_rows if max_rows is None else min(max_rows, settings.max_rows)
+        return Limits(rows, settings.max_bytes, settings.max_cell_bytes)
+
+    async def run(self, statement: str, params: Sequence[ParamValue] | None, limits: Limits) -> Outcome:
+        """Run a statement (already validated by the guard) and return its capped result."""
+
+        async def work(conn: Connection) -> tuple[Outcome, list[tuple[int, int]]]:
+            cursor = AsyncRawCursor(conn)
+            started = time.perf_counter()
+            fetched = await self._fetch(cursor, statement, params, limits)
+            fetched[0].elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            return fetched
+
+        outcome, pending = await self._in_transaction(work)
+        if pending:
+            await self._name_types(outcome, pending)
+        return outcome
+
+    async def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one of the server's own catalogue queries (placeholders `$1`...) under RO and TMO; all rows."""
+
+        async def work(conn: Connection) -> list[dict[str, Any]]:
+            cursor = AsyncRawCursor(conn, row_factory=dict_row)
+            await cursor.execute(query, list(params))
+            return await cursor.fetchall()
+
+        return await self._in_transaction(work)
+
+    # -- transaction and timeouts ---------------------------------------------------------------------------
+
+    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run `work` in one transaction on a pooled connection (RO, TMO); translate database errors.
+
+        A read-only transaction is rolled back after the answer is on its way (`Database.defer`): nothing it did
+        can persist either way, and the round trip stays off the caller's latency.
+        """
+        conn = await self._begin()
+        try:
+            result = await self.watched(conn, work(conn))
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._end_and_checkin(conn, commit=False)
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc, self._settings) from exc
+            raise
+        if self._layers.ro:
+            self._database.defer(self._end_and_checkin(conn, commit=False))
+        else:
+            with anyio.CancelScope(shield=True):
+                await self._end_and_checkin(conn, commit=True)
+        return result
+
+    async def _begin(self) -> Connection:
+        """A pooled connection in a new transaction. BEGIN is also the liveness check: a connection the database
+        dropped (it restarted) fails it at once and is replaced, until the pool timeout."""
+        deadline = time.monotonic() + self._settings.pool_timeout_ms / 1000
+        while True:
+            conn = await self._database.checkout()
+            try:
+                await conn.execute(self._begin_statement(), prepare=False)
+                return conn
+            except psycopg.Error as exc:
+                await self._database.checkin(conn)
+                if not (conn.closed or conn.broken) or time.monotonic() >= deadline:
+                    raise translate(exc, self._settings) from exc
+                logger.info("replacing a pooled connection the database dropped: %s", " ".join(str(exc).split()))
+            except BaseException:
+                await self._database.checkin(conn)
+                raise
+
+    async def _end_and_checkin(self, conn: Connection, *, commit: bool) -> None:
+        """ROLLBACK (COMMIT only without RO, on success) and reset, then back to the pool (`Database.checkin`)."""
+        await self._database.checkin(conn, ending="COMMIT" if commit else "ROLLBACK")
+
+    def _begin_statement(self) -> str:
+        """BEGIN plus the TMO settings in one simple-protocol round trip; our own text, numbers only."""
+        parts = ["BEGIN READ ONLY" if self._layers.ro else "BEGIN"]
+        if self._layers.tmo:
+            settings = self._settings
+            timeout = settings.statement_timeout_ms
+            parts += [
+                f"SET LOCAL statement_timeout = {int(timeout)}",
+                f"SET LOCAL lock_timeout = {int(settings.lock_timeout_ms)}",
+                f"SET LOCAL idle_in_transaction_session_timeout = {int(timeout + 1000 * WATCHDOG_GRACE_S)}",
+            ]
+            server = self._database.server
+            if server is not None and server.version_num >= 170000:
+                total = timeout + int(1000 * (WATCHDOG_GRACE_S + WATCHDOG_ABANDON_S))
+                parts.append(f"SET LOCAL transaction_timeout = {int(total)}")
+        return "; ".join(parts)
+
+    async def watched(self, conn: Connection, work: Awaitable[T]) -> T:
+        """TMO's second line: cancel the query if the server-side timeout did not, then abandon the connection."""
+        if not self._layers.tmo:
+            return await work
+        timeout_s = self._settings.statement_timeout_ms / 1000
+        abandoned = False
+
+        async def watchdog(scope: anyio.CancelScope) -> None:
+            nonlocal abandoned
+            await anyio.sleep(timeout_s + WATCHDOG_GRACE_S)
+            self.watchdog_cancels += 1
+            if self._on_watchdog is not None:
+                self._on_watchdog()
+            logger.warning(
+                "statement still running %.1f s after its %.0f ms statement_timeout: sending a cancel request",
+                WATCHDOG_GRACE_S,
+                self._settings.statement_timeout_ms,
+            )
+            try:
+                await conn.cancel_safe(timeout=CANCEL_REQUEST_TIMEOUT_S)
+            except psycopg.Error as exc:
+                logger.warning("cancel request failed: %s", exc)
+            await anyio.sleep(WATCHDOG_ABANDON_S)
+            abandoned = True
+            logger.error("statement ignored the cancel request: abandoning its connection")
+            scope.cancel()
+
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(watchdog, scope)
+                try:
+                    outcome.append(await work)
+                except Exception as exc:  # re-raised below, outside the task group (no ExceptionGroup)
+                    failure.append(exc)
+                group.cancel_scope.cancel()
+        if abandoned or scope.cancelled_caught:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise QueryTimeout(_timeout_message(self._settings, abandoned=True), sqlstate="57014")
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    # -- fetching with the caps ------------------------------------------------------------------------------
+
+    async def _fetch(
+        self, cursor: AsyncRawCursor[Any], statement: str, params: Sequence[ParamValue] | None, limits: Limits
+    ) -> tuple[Outcome, list[tuple[int, int]]]:
+        outcome = Outcome()
+        pending: list[tuple[int, int]] = []
+        json_columns: list[bool] | None = None
+        max_rows, max_bytes, cell_limit = limits.max_rows, limits.max_bytes, limits.max_cell_bytes
+        async with aclosing(self._rows(cursor, statement, params, limits)) as rows:
+            async for row in rows:
+                if json_columns is None:
+                    json_columns = self._describe(cursor, outcome, pending)
+                if max_rows is not None and len(outcome.rows) >= max_rows:
+                    outcome.truncated_reason = "max_rows"
+                    break
+                values, size, cut = convert_row(row, json_columns, cell_limit)
+                if max_bytes is not None and outcome.bytes + size > max_bytes:
+                    outcome.truncated_reason = "max_bytes"
+                    break
+                outcome.rows.append(values)
+                outcome.bytes += size
+                outcome.truncated_cells += cut
+        if json_columns is None:
+            self._describe(cursor, outcome, pending)
+        return outcome, pending
+
+    def _rows(
+        self, cursor: AsyncRawCursor[Any], statement: str, params: Sequence[ParamValue] | None, limits: Limits
+    ) -> AsyncGenerator[Sequence[Any], None]:
+        if self._layers.one:
+            chunk = MAX_CHUNK_ROWS if limits.max_rows is None else max(1, min(limits.max_rows + 1, CHUNK_ROWS))
+            # stream() always uses the extended protocol; it is an async generator (closing it cancels the query)
+            stream = cursor.stream(statement, list(params) if params else None, size=chunk)
+            return cast(AsyncGenerator[Sequence[Any], None], stream)
+        return self._simple_protocol_rows(cursor, statement, params)
+
+    async def _simple_protocol_rows(
+        self, cursor: AsyncRawCursor[Any], statement: str, params: Sequence[ParamValue] | None
+    ) -> AsyncGenerator[Sequence[Any], None]:
+        """Without ONE: the text goes as-is over the simple protocol (several statements run). Tests only."""
+        await cursor.execute(statement, list(params) if params else None)
+        while cursor.description is not None:
+            batch = await cursor.fetchmany(MAX_CHUNK_ROWS)
+            if not batch:
+                return
+            for row in batch:
+                yield row
+
+    def _describe(self, cursor: AsyncRawCursor[Any], outcome: Outcome, pending: list[tuple[int, int]]) -> list[bool]:
+        """Column names, and type names as PostgreSQL spells them (format_type), from a cache; types not yet
+        cached are named after the call (`pending`, in column order)."""
+        description = cursor.description or []
+        result = cursor.pgresult
+        for index, column in enumerate(description):
+            key = (column.type_code, result.fmod(index) if result is not None else -1)
+            known = self._type_names.get(key)
+            if known is None:
+                pending.append(key)
+            outcome.columns.append(Column(column.name, known or ""))
+        return [column.type_code in JSON_TYPE_OIDS for column in description]
+
+    async def _name_types(self, outcome: Outcome, pending: list[tuple[int, int]]) -> None:
+        """Name the columns left unnamed by `_describe` (domains, enums, extension types) with format_type().
+
+        `pending` lists their (type oid, typmod) in column order; names are cached for later calls.
+        """
+        unknown = sorted(set(pending))
+        try:
+            rows = await self.fetch_all(
+                "SELECT o AS oid, m AS typmod, format_type(o, nullif(m, -1)) AS name "
+                "FROM unnest($1::oid[], $2::int[]) AS t(o, m)",
+                [[oid for oid, _ in unknown], [mod for _, mod in unknown]],
+            )
+        except (DatabaseUnavailable, DatabaseFailed, QueryTimeout) as exc:
+            logger.warning("unable to name result column types: %s", exc)
+            rows = []
+        if len(self._type_names) > TYPE_CACHE_LIMIT:
+            self._type_names.clear()
+        for row in rows:
+            self._type_names[(int(row["oid"]), int(row["typmod"]))] = str(row["name"])
+        keys = iter(pending)
+        for index, column in enumerate(outcome.columns):
+            if not column.type:
+                key = next(keys)
+                outcome.columns[index] = Column(column.name, self._type_names.get(key, f"oid {key[0]}"))
+
+
+def _timeout_message(settings: Settings, *, abandoned: bool = False) -> str:
+    how = "did not stop when cancelled, so its connection was closed" if abandoned else "was cancelled"
+    return (
+        f"query timed out: it ran longer than the {settings.statement_timeout_ms} ms statement timeout and {how} "
+        "(SQLSTATE 57014)\nhint: narrow it with WHERE conditions on indexed columns, aggregate instead of listing, "
+        "or check its plan with the explain tool"
+    )
+
+
+def translate(error: psycopg.Error, settings: Settings) -> DatabaseFailed | DatabaseUnavailable | QueryTimeout:
+    """A psycopg error as the tool error the model should see: what failed, the SQLSTATE, what to do."""
+    sqlstate = error.sqlstate
+    diag = error.diag
+    primary = diag.message_primary or " ".join(str(error).split())
+    if sqlstate == "55P03":
+        return QueryTimeout(
+            f"query waited longer than the {settings.lock_timeout_ms} ms lock timeout: {primary} (SQLSTATE 55P03)\n"
+            "hint: another session holds a conflicting lock; retry later",
+            sqlstate=sqlstate,
+        )
+    if sqlstate in _TIMEOUT_SQLSTATES:
+        return QueryTimeout(_timeout_message(settings), sqlstate=sqlstate)
+    if sqlstate in _TRANSIENT_SQLSTATES or (sqlstate is None and isinstance(error, psycopg.OperationalError)):
+        return DatabaseUnavailable(
+            f"database unavailable: {primary}{f' (SQLSTATE {sqlstate})' if sqlstate else ''}. The database is "
+            "restarting or the connection was lost; this is transient: retry in about 5 seconds",
+            sqlstate=sqlstate,
+        )
+    lines = [f"query failed: {primary}{f' (SQLSTATE {sqlstate})' if sqlstate else ''}"]
+    if diag.message_detail:
+        lines.append(f"detail: {diag.message_detail}")
+    if diag.statement_position:
+        lines.append(f"at character {diag.statement_position} of the statement")
+    if diag.message_hint:
+        lines.append(f"hint: {diag.message_hint}")
+    ours = _HINTS.get(sqlstate or "", _HINTS.get((sqlstate or "")[:2], ""))
+    if ours:
+        lines.append(f"hint: {ours}")
+    return DatabaseFailed("\n".join(lines), sqlstate=sqlstate)
+
+
+_HINTS = {
+    "42P01": "use list_tables or search_schema to find the exact table name, and qualify it with its schema",
+    "42703": "use describe_table to see the table's columns",
+    "42883": "check the function name and argument types; cast arguments explicitly (e.g. $1::int)",
+    "42501": "the server's database role may not read this object: use only what list_tables shows",
+    "25006": "only read queries are allowed: this server never changes data",
+    "42601": "fix the SQL syntax near the position shown",
+    "42P02": "pass a value for every $n placeholder in `params`",
+    "22": "check the values and casts (a parameter or a literal does not fit its type)",
+    "53": "the database is short of resources for this query: make it cheaper (fewer rows, no huge sorts)",
+    "54": "the statement is too complex or too large: simplify it",
+}
+
+__all__ = ["Column", "Executor", "Limits", "Outcome", "translate"]

@@ -1,0 +1,380 @@
+"""The SQL guard: the ONE and AST layers (DESIGN section 6), applied before a query reaches the database.
+
+`validate()` parses the text with PostgreSQL's own parser (libpg_query, through pglast), so comments,
+quoting, dollar quoting and Unicode escapes are seen exactly as the server will see them. Then:
+
+- ONE: exactly one statement;
+- AST: the statement is a read (SELECT, VALUES, TABLE, WITH ... SELECT); every node of its tree, down
+  through CTEs, sub-selects, FROM-clause functions, LATERAL and JSON/XML tables, is of an allowed type;
+  no locking clause, no INTO, no data-modifying CTE; every function, operator and cast passes the policy
+  of `pgmcp.catalog`.
+
+Anything refused raises `QueryRejected` with a stable `rule` and a message that tells a model what was
+refused and what to write instead. No other exception escapes `validate()`, whatever the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pglast import ast, parser
+from pglast.enums import A_Expr_Kind
+
+from pgmcp.catalog import FunctionCatalog, Refusal
+from pgmcp.layers import Layers
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MAX_SQL_CHARS", "MAX_TOKENS", "RULES", "QueryRejected", "ValidatedQuery", "validate"]
+
+RULES = frozenset(
+    {
+        "syntax",
+        "too_large",
+        "not_single_statement",
+        "statement_type",
+        "locking_clause",
+        "into_clause",
+        "data_modifying_cte",
+        "function_denied",
+        "function_volatile",
+        "function_unknown",
+        "node_type",
+    }
+)
+
+MAX_SQL_CHARS = 100_000
+MAX_TOKENS = 20_000
+# pglast turns libpg_query's tree into Python objects recursively in C: a left-deep chain such as
+# `1+1+...+1` costs about 300 bytes of C stack per level and crashes the process, not with an exception,
+# at about 25,000 levels on an 8 MiB stack (measured with pglast 8.8). The tree can be no deeper than the
+# query has tokens, so text short enough to hold at most _INLINE_CHARS tokens is parsed on the caller's
+# thread; longer text is parsed on a thread whose stack holds MAX_TOKENS levels with a wide margin.
+_INLINE_CHARS = 2_000
+_PARSE_STACK_BYTES = 64 * 1024 * 1024
+_stack_size_lock = threading.Lock()
+
+_HINT_ONE_SELECT = "send exactly one read-only statement: SELECT, VALUES, TABLE or WITH ... SELECT"
+
+
+class QueryRejected(Exception):
+    """The guard refused a query: `rule` is a stable id (see RULES), `message` says what to do instead.
+
+    `fingerprint` is the statement's pglast fingerprint when it parsed (for the audit log), else None.
+    """
+
+    def __init__(self, rule: str, message: str, fingerprint: str | None = None) -> None:
+        if rule not in RULES:
+            raise ValueError(f"unknown guard rule {rule!r}: expected one of {sorted(RULES)}")
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.fingerprint = fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedQuery:
+    """A query the active layers accepted; `sql` is the text exactly as given, to run unchanged."""
+
+    sql: str
+    fingerprint: str | None  # pglast fingerprint: equal for queries that differ only in constants
+    kind: str  # "select" or "values"; "unchecked" when neither ONE nor AST parsed it
+    statement_count: int | None = None  # None when the text was not parsed
+
+
+def _rejected(rule: str, what: str, hint: str) -> QueryRejected:
+    return QueryRejected(rule, f"query rejected: {what}\nhint: {hint}")
+
+
+# -- parsing ----------------------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _on_big_stack(function: Callable[[], _T]) -> _T:
+    """Run `function` on a fresh thread with a stack of _PARSE_STACK_BYTES and return its result."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as exc:  # handed back to the caller's thread below
+            outcome.append((False, exc))
+
+    with _stack_size_lock:
+        previous = threading.stack_size(_PARSE_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=target, name="pgmcp-guard-parse", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    thread.join()
+    succeeded, value = outcome[0]
+    if succeeded:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
+def _check_text(sql: object) -> str:
+    if not isinstance(sql, str):
+        raise _rejected("syntax", f"the query must be text, not {type(sql).__name__}", _HINT_ONE_SELECT)
+    if not sql.strip():
+        raise _rejected("not_single_statement", "the query is empty", _HINT_ONE_SELECT)
+    if len(sql) > MAX_SQL_CHARS:
+        raise _rejected(
+            "too_large",
+            f"the query is {len(sql)} characters long, more than the {MAX_SQL_CHARS} this server accepts",
+            "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter",
+        )
+    if "\x00" in sql:
+        raise _rejected("syntax", "the query contains a NUL character (U+0000)", "remove the NUL character")
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _rejected(
+            "syntax", f"the query is not valid Unicode text (at character {exc.start + 1})", "send UTF-8 text"
+        ) from None
+    return sql
+
+
+def _parse(sql: str) -> tuple[ast.RawStmt, ...]:
+    """libpg_query's parse tree of `sql`, or QueryRejected("syntax" / "too_large")."""
+    try:
+        if len(sql) <= _INLINE_CHARS:
+            return tuple(parser.parse_sql(sql))
+        tokens = len(parser.scan(sql))
+        if tokens > MAX_TOKENS:
+            raise _rejected(
+                "too_large",
+                f"the query has {tokens} tokens, more than the {MAX_TOKENS} this server parses",
+                "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter",
+            )
+        return tuple(_on_big_stack(lambda: parser.parse_sql(sql)))
+    except QueryRejected:
+        raise
+    except parser.ParseError as exc:
+        raise _rejected("syntax", f"PostgreSQL cannot parse it: {exc}", _HINT_ONE_SELECT) from None
+    except (RecursionError, MemoryError):
+        raise _rejected(
+            "too_large", "the query is nested too deeply to analyse", "flatten the expression or split it into CTEs"
+        ) from None
+    except Exception as exc:  # the parser must never take the server down with an odd input
+        logger.warning("pglast failed on a query with %s: %s", type(exc).__name__, exc)
+        raise _rejected("syntax", f"PostgreSQL's parser refused it ({type(exc).__name__})", _HINT_ONE_SELECT) from None
+
+
+def _fingerprint(sql: str) -> str | None:
+    try:
+        if len(sql) <= _INLINE_CHARS:
+            return str(parser.fingerprint(sql))
+        return str(_on_big_stack(lambda: parser.fingerprint(sql)))
+    except Exception:  # a fingerprint is for the audit log; an unparsable text simply has none
+        return None
+
+
+# -- the statement allow-list ------------------------------------------------------------------------------
+
+_STATEMENT_ADVICE: dict[str, tuple[str, str]] = {
+    "ExplainStmt": ("EXPLAIN is not accepted here", "use the explain tool and pass it the SELECT alone"),
+    "TransactionStmt": (
+        "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not accepted",
+        "send the SELECT alone: every call already runs in its own read-only transaction",
+    ),
+    "VariableSetStmt": (
+        "SET and RESET (including SET ROLE, SET SESSION AUTHORIZATION, SET TRANSACTION) are not accepted",
+        "send the SELECT alone: the server fixes roles, timeouts and limits; read a setting with "
+        "SELECT current_setting('name')",
+    ),
+    "VariableShowStmt": ("SHOW is not accepted", "use SELECT current_setting('name') instead"),
+    "InsertStmt": ("INSERT writes data and this server only reads", "rewrite it as a SELECT that shows the rows"),
+    "UpdateStmt": ("UPDATE writes data and this server only reads", "rewrite it as a SELECT that shows the rows"),
+    "DeleteStmt": ("DELETE writes data and this server only reads", "rewrite it as a SELECT that shows the rows"),
+    "MergeStmt": ("MERGE writes data and this server only reads", "rewrite it as a SELECT that shows the rows"),
+    "CopyStmt": ("COPY is not accepted", "use a SELECT; results come back as rows"),
+    "CreateTableAsStmt": (
+        "CREATE TABLE AS / SELECT INTO creates a table and this server only reads",
+        "drop the INTO / CREATE TABLE part and run the SELECT",
+    ),
+    "DoStmt": ("DO runs procedural code and is not accepted", "write the logic as one SELECT (CTEs help)"),
+    "CallStmt": ("CALL runs a procedure and is not accepted", "write the logic as one SELECT"),
+    "PrepareStmt": ("PREPARE is not accepted", "send the SELECT itself; pass values as bound parameters"),
+    "ExecuteStmt": ("EXECUTE is not accepted", "send the SELECT itself; pass values as bound parameters"),
+    "DeallocateStmt": ("DEALLOCATE is not accepted", _HINT_ONE_SELECT),
+    "DeclareCursorStmt": ("cursors are not accepted", "send the SELECT itself; the server streams and caps rows"),
+    "FetchStmt": ("cursors are not accepted", "send the SELECT itself; the server streams and caps rows"),
+    "ClosePortalStmt": ("cursors are not accepted", "send the SELECT itself; the server streams and caps rows"),
+    "LockStmt": ("LOCK is not accepted", "send the SELECT alone; reads need no explicit lock"),
+    "ListenStmt": ("LISTEN is not accepted", _HINT_ONE_SELECT),
+    "UnlistenStmt": ("UNLISTEN is not accepted", _HINT_ONE_SELECT),
+    "NotifyStmt": ("NOTIFY is not accepted", _HINT_ONE_SELECT),
+    "VacuumStmt": (
+        "VACUUM and ANALYZE maintain tables and are not accepted",
+        "read statistics from pg_stat_user_tables or pg_stats with a SELECT",
+    ),
+    "DiscardStmt": ("DISCARD is not accepted", "send the SELECT alone: sessions are reset between calls"),
+    "LoadStmt": ("LOAD is not accepted", _HINT_ONE_SELECT),
+    "CheckPointStmt": ("CHECKPOINT is not accepted", _HINT_ONE_SELECT),
+}
+
+# Nodes a read-only SELECT may contain, as the raw parser builds them.
+_ALLOWED_NODES = frozenset(
+    {
+        "A_ArrayExpr", "A_Const", "A_Expr", "A_Indices", "A_Indirection", "A_Star", "Alias", "BitString",
+        "BoolExpr", "Boolean", "BooleanTest", "CTECycleClause", "CTESearchClause", "CaseExpr", "CaseWhen",
+        "CoalesceExpr", "CollateClause", "ColumnDef", "ColumnRef", "CommonTableExpr", "Float", "FuncCall",
+        "GroupingFunc", "GroupingSet", "Integer", "JoinExpr", "JsonAggConstructor", "JsonArgument",
+        "JsonArrayAgg", "JsonArrayConstructor", "JsonArrayQueryConstructor", "JsonBehavior", "JsonFormat",
+        "JsonFuncExpr", "JsonIsPredicate", "JsonKeyValue", "JsonObjectAgg", "JsonObjectConstructor",
+        "JsonOutput", "JsonParseExpr", "JsonReturning", "JsonScalarExpr", "JsonSerializeExpr", "JsonTable",
+        "JsonTableColumn", "JsonTablePathSpec", "JsonValueExpr", "MinMaxExpr", "NamedArgExpr", "NullTest",
+        "ParamRef", "RangeFunction", "RangeSubselect", "RangeTableFunc", "RangeTableFuncCol",
+        "RangeTableSample", "RangeVar", "ResTarget", "RowExpr", "SQLValueFunction", "SelectStmt", "SortBy",
+        "String", "SubLink", "TypeCast", "TypeName", "WindowDef", "WithClause", "XmlExpr", "XmlSerialize",
+    }
+)  # fmt: skip
+
+_WRITE_STATEMENTS = ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
+
+# A_Expr kinds whose `name` is not an operator: BETWEEN runs >= and <=.
+_BETWEEN_OPERATORS = ((">=",), ("<=",))
+
+
+def _names(items: Sequence[Any] | None) -> tuple[str, ...]:
+    return tuple(str(item.sval) for item in items or () if isinstance(item, ast.String))
+
+
+def _refused(refusal: Refusal) -> QueryRejected:
+    return _rejected(refusal.rule, refusal.reason, refusal.hint)
+
+
+def _call_arity(call: ast.FuncCall) -> int:
+    if call.agg_star:
+        return 0
+    count = len(call.args or ())
+    if call.agg_within_group:
+        count += len(call.agg_order or ())
+    return count
+
+
+def _check_statement(statement: ast.Node | None, catalog: FunctionCatalog) -> str:
+    """Walk one statement's whole tree; return its kind or raise QueryRejected."""
+    if statement is None:
+        raise _rejected("syntax", "PostgreSQL parsed an empty statement", _HINT_ONE_SELECT)
+    statement_type = type(statement).__name__
+    if not isinstance(statement, ast.SelectStmt):
+        what, hint = _STATEMENT_ADVICE.get(
+            statement_type, (f"{statement_type.removesuffix('Stmt')} statements change the database", _HINT_ONE_SELECT)
+        )
+        raise _rejected("statement_type", what, hint)
+    kind = "values" if statement.valuesLists else "select"
+
+    stack: list[Any] = [statement]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        _check_node(item, catalog)
+        for slot in getattr(type(item), "__slots__", ()):
+            value = getattr(item, slot, None)
+            if isinstance(value, (ast.Node, tuple, list)):
+                stack.append(value)
+    return kind
+
+
+def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
+    name = type(node).__name__
+    if isinstance(node, ast.LockingClause):
+        raise _rejected(
+            "locking_clause",
+            "FOR UPDATE / FOR SHARE / FOR [NO] KEY ... lock rows, and this server only reads",
+            "remove the locking clause; a plain SELECT sees a consistent snapshot",
+        )
+    if isinstance(node, ast.IntoClause):
+        raise _rejected(
+            "into_clause", "SELECT ... INTO creates a table, and this server only reads", "remove the INTO clause"
+        )
+    if isinstance(node, ast.CommonTableExpr) and type(node.ctequery).__name__ in _WRITE_STATEMENTS:
+        raise _rejected(
+            "data_modifying_cte",
+            f"the WITH query {node.ctename!r} is a {type(node.ctequery).__name__.removesuffix('Stmt').upper()}, "
+            "which writes data",
+            "make every WITH query a SELECT",
+        )
+    if name not in _ALLOWED_NODES:
+        if name.endswith("Stmt"):
+            what, hint = _STATEMENT_ADVICE.get(name, (f"a nested {name} is not a read", _HINT_ONE_SELECT))
+            raise _rejected("statement_type", what, hint)
+        raise _rejected(
+            "node_type",
+            f"the query uses {name}, which is outside the read-only SQL this server accepts",
+            "rewrite it with plain SELECT syntax",
+        )
+    refusal: Refusal | None = None
+    if isinstance(node, ast.FuncCall):
+        refusal = catalog.check_call(_names(node.funcname), _call_arity(node))
+    elif isinstance(node, ast.A_Expr):
+        if node.kind in (
+            A_Expr_Kind.AEXPR_BETWEEN,
+            A_Expr_Kind.AEXPR_NOT_BETWEEN,
+            A_Expr_Kind.AEXPR_BETWEEN_SYM,
+            A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM,
+        ):
+            for operator in _BETWEEN_OPERATORS:
+                refusal = refusal or catalog.check_operator(operator)
+        else:
+            refusal = catalog.check_operator(_names(node.name))
+    elif isinstance(node, ast.SubLink) and node.operName:
+        refusal = catalog.check_operator(_names(node.operName))
+    elif isinstance(node, ast.SortBy) and node.useOp:
+        refusal = catalog.check_operator(_names(node.useOp))
+    elif isinstance(node, ast.TypeName) and node.names:
+        refusal = catalog.check_type(_names(node.names))
+    if refusal is not None:
+        raise _refused(refusal)
+
+
+# -- the entry point ----------------------------------------------------------------------------------------
+
+
+def validate(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQuery:
+    """Check `sql` with the layers that are on; return it unchanged, or raise QueryRejected.
+
+    ONE alone parses and counts statements; AST alone checks each statement (so it stops a stacked write
+    even when ONE is off); with both off the text is passed through with only a best-effort fingerprint.
+    """
+    text = _check_text(sql)
+    if not (layers.one or layers.ast):
+        return ValidatedQuery(text, _fingerprint(text), "unchecked")
+    statements = _parse(text)
+    try:
+        return _check_statements(text, statements, catalog, layers)
+    except QueryRejected as exc:
+        exc.fingerprint = _fingerprint(text)
+        raise
+
+
+def _check_statements(
+    text: str, statements: tuple[ast.RawStmt, ...], catalog: FunctionCatalog, layers: Layers
+) -> ValidatedQuery:
+    if not statements:
+        raise _rejected("not_single_statement", "the query holds no statement, only comments", _HINT_ONE_SELECT)
+    if layers.one and len(statements) != 1:
+        raise _rejected(
+            "not_single_statement",
+            f"the query holds {len(statements)} statements",
+            "send exactly one statement, without a second one after a semicolon",
+        )
+    kind = "unchecked"
+    if layers.ast:
+        kinds = [_check_statement(raw.stmt, catalog) for raw in statements]
+        kind = kinds[0]
+    elif isinstance(statements[0].stmt, ast.SelectStmt):
+        kind = "values" if statements[0].stmt.valuesLists else "select"
+    return ValidatedQuery(text, _fingerprint(text), kind, len(statements))

@@ -1,0 +1,375 @@
+"""HTTP security as pure-ASGI middleware, outermost first:
+
+1. `HostOriginGuard`: `Host` must be allow-listed (else 421), a browser `Origin` too (else 403); answers CORS
+   preflights for allowed origins. Applies to every path, whatever address the server is bound to.
+2. `ApiKeyAuth`: `Authorization: Bearer <key>` on `/mcp`, compared in constant time with every configured key;
+   401 with `WWW-Authenticate` otherwise. The key's name goes to the audit log (`pgmcp.service.CALLER`).
+3. `StatelessOnly`: the endpoint is stateless, so it offers no server-to-client SSE stream: GET (and DELETE) on
+   `/mcp` get 405 with `Allow: POST`, as the transport spec allows, instead of a stream that never carries
+   anything and holds a connection (and a concurrency slot) forever.
+4. `KeyConcurrencyLimit`: at most `MCP_MAX_CONCURRENCY_PER_KEY` requests in flight per key, else 429 with
+   `Retry-After`. A request counts from the moment its headers are in, so a slow upload holds a slot too.
+5. `BodyLimit`: bodies larger than `MCP_MAX_REQUEST_BYTES` get 413 before anything parses them.
+
+Rejections are small JSON-RPC error bodies (id null) that say what to fix. Non-HTTP scopes pass through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgmcp.config import ApiKey
+from pgmcp.service import CALLER
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+RETRY_AFTER_S = 1
+# JSON-RPC error codes for transport-level refusals (implementation-defined range -32000..-32099).
+_CODE = {
+    401: -32001,
+    403: -32003,
+    413: -32013,
+    421: -32021,
+    429: -32029,
+}
+_CORS_ALLOW_HEADERS = (
+    "authorization, content-type, accept, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id"
+)
+_CORS_EXPOSE_HEADERS = "mcp-session-id, www-authenticate, retry-after"
+
+Reject = Callable[[str], None]
+"""Called with a reason label for every refused request (metrics)."""
+
+
+async def send_error(send: Send, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": _CODE.get(status, -32000), "message": message}})
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """`host[:port]` (IPv6 in brackets) as (lowercase host, port or None); None when malformed."""
+    value = value.strip().lower()
+    if not value:
+        return None
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            return None
+        host, rest = value[: end + 1], value[end + 1 :]
+    else:
+        host, _, port_text = value.partition(":")
+        rest = f":{port_text}" if port_text else ""
+    if not rest:
+        return host, None
+    if not rest.startswith(":") or not rest[1:].isdigit():
+        return None
+    return host, int(rest[1:])
+
+
+class HostOriginGuard:
+    """421 for a `Host` that is not allow-listed, 403 for a browser `Origin` that is not; CORS for the allowed."""
+
+    def __init__(
+        self, app: ASGIApp, *, allowed_hosts: Iterable[str], allowed_origins: Iterable[str], on_reject: Reject
+    ) -> None:
+        self.app = app
+        self._hosts = [_split_host(item) for item in allowed_hosts]
+        if any(item is None for item in self._hosts):
+            raise ValueError(f"malformed allowed host in {list(allowed_hosts)!r}")
+        self._origins: list[tuple[str, tuple[str, int | None]]] = []
+        for origin in allowed_origins:
+            scheme, _, authority = origin.lower().partition("://")
+            parsed = _split_host(authority)
+            if scheme not in ("http", "https") or parsed is None:
+                raise ValueError(f"malformed allowed origin {origin!r}: expected scheme://host[:port]")
+            self._origins.append((scheme, parsed))
+        self._on_reject = on_reject
+
+    def host_allowed(self, value: str | None) -> bool:
+        parsed = _split_host(value or "")
+        if parsed is None:
+            return False
+        return any(
+            allowed is not None and allowed[0] == parsed[0] and allowed[1] in (None, parsed[1])
+            for allowed in self._hosts
+        )
+
+    def origin_allowed(self, value: str) -> bool:
+        scheme, _, authority = value.strip().lower().partition("://")
+        parsed = _split_host(authority)
+        if parsed is None:
+            return False
+        return any(
+            scheme == allowed_scheme and host == parsed[0] and port in (None, parsed[1])
+            for allowed_scheme, (host, port) in self._origins
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        if not self.host_allowed(host):
+            self._on_reject("misdirected_host")
+            await send_error(
+                send,
+                421,
+                f"Host header {host!r} is not accepted by this server: connect through an allowed name "
+                "(the operator lists them in MCP_ALLOWED_HOSTS)",
+            )
+            return
+        # Host names are case-insensitive: pass on the lowercase form, so the SDK's own check agrees with ours.
+        scope = {**scope, "headers": [_lowercase_host(name, value) for name, value in scope["headers"]]}
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        if not self.origin_allowed(origin):
+            self._on_reject("forbidden_origin")
+            await send_error(
+                send,
+                403,
+                f"Origin {origin!r} is not allowed to call this server (browser cross-origin request); the operator "
+                "lists allowed origins in MCP_ALLOWED_ORIGINS",
+            )
+            return
+        cors = [
+            ("access-control-allow-origin", origin),
+            ("access-control-expose-headers", _CORS_EXPOSE_HEADERS),
+            ("vary", "origin"),
+        ]
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            preflight = [
+                *cors,
+                ("access-control-allow-methods", "GET, POST, DELETE, OPTIONS"),
+                ("access-control-allow-headers", _CORS_ALLOW_HEADERS),
+                ("access-control-max-age", "600"),
+                ("content-length", "0"),
+            ]
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in preflight],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), *[(n.encode(), v.encode("latin-1")) for n, v in cors]],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+def _lowercase_host(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    return (name, value.lower()) if name in (b"host", b"origin") else (name, value)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+class ApiKeyAuth:
+    """Bearer keys on `/mcp`; every key is compared (in constant time) so timing says nothing about which matched."""
+
+    def __init__(self, app: ASGIApp, *, keys: Iterable[ApiKey], on_reject: Reject) -> None:
+        self.app = app
+        self._keys = [(key.name, _digest(key.secret)) for key in keys]
+        if not self._keys:
+            raise ValueError("no API keys configured: set MCP_API_KEYS_FILE (one `name:key` per line)")
+        self._on_reject = on_reject
+
+    def identify(self, authorization: str | None) -> str | None:
+        """The name of the key presented in an `Authorization` header, or None."""
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        presented = _digest(token.strip())
+        found: str | None = None
+        for name, digest in self._keys:
+            if hmac.compare_digest(presented, digest):
+                found = name
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_mcp_path(scope["path"]) or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization")
+        name = self.identify(authorization)
+        if name is None:
+            self._on_reject("unauthorized")
+            if authorization is None:
+                challenge = 'Bearer realm="pgmcp"'
+                message = "missing API key: send `Authorization: Bearer <key>` (ask the operator for a key)"
+            else:
+                challenge = 'Bearer realm="pgmcp", error="invalid_token", error_description="unknown API key"'
+                message = "invalid API key: check the key, or ask the operator for a new one"
+            await send_error(send, 401, message, [("www-authenticate", challenge)])
+            return
+        token = CALLER.set(name)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CALLER.reset(token)
+
+
+class StatelessOnly:
+    """405 for anything but POST (and CORS preflights) on `/mcp`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_mcp_path(scope["path"]) or scope["method"] in ("POST", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": -32600,
+                    "message": f"{scope['method']} is not supported: this endpoint is stateless and answers POST only "
+                    "(no SSE stream, no session to delete)",
+                },
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 405,
+                "headers": [
+                    (b"allow", b"POST"),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by `Content-Length` or by counting a streamed body; then replays it."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_reject: Reject) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.app = app
+        self._max = max_bytes
+        self._on_reject = on_reject
+
+    async def _refuse(self, send: Send) -> None:
+        self._on_reject("too_large")
+        await send_error(
+            send,
+            413,
+            f"request body larger than {self._max} bytes: send a shorter statement (the operator sets "
+            "MCP_MAX_REQUEST_BYTES)",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_mcp_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max:
+            await self._refuse(send)
+            return
+        messages: deque[Message] = deque()
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self._max:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.popleft() if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+class KeyConcurrencyLimit:
+    """429 with `Retry-After` once a key has `limit` requests in flight on `/mcp`."""
+
+    def __init__(
+        self, app: ASGIApp, *, limit: int, on_reject: Reject, on_change: Callable[[str, int], None] | None = None
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.app = app
+        self._limit = limit
+        self._in_flight: dict[str, int] = {}
+        self._on_reject = on_reject
+        self._on_change = on_change or (lambda key, count: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = CALLER.get()
+        if scope["type"] != "http" or key is None:
+            await self.app(scope, receive, send)
+            return
+        current = self._in_flight.get(key, 0)
+        if current >= self._limit:
+            self._on_reject("too_many_requests")
+            await send_error(
+                send,
+                429,
+                f"too many concurrent requests for key {key!r} (limit {self._limit}): wait for answers before "
+                f"sending more, retry after {RETRY_AFTER_S} s",
+                [("retry-after", str(RETRY_AFTER_S))],
+            )
+            return
+        self._in_flight[key] = current + 1
+        self._on_change(key, current + 1)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            remaining = self._in_flight[key] - 1
+            if remaining:
+                self._in_flight[key] = remaining
+            else:
+                del self._in_flight[key]
+            self._on_change(key, remaining)
+
+
+def _is_mcp_path(path: str) -> bool:
+    return path == MCP_PATH or path.startswith(MCP_PATH + "/")
+
+
+__all__ = [
+    "MCP_PATH",
+    "ApiKeyAuth",
+    "BodyLimit",
+    "HostOriginGuard",
+    "KeyConcurrencyLimit",
+    "StatelessOnly",
+    "send_error",
+]

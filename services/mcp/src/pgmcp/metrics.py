@@ -1,0 +1,88 @@
+"""Prometheus metrics, one registry per server instance (tests build many servers in one process).
+
+Labels are bounded sets (tool names, outcomes, rule ids, rejection reasons): never SQL text, key secrets or
+anything a client can vary freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _PoolCollector(Collector):
+    """Pool usage, read from psycopg_pool's counters at scrape time."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = self._stats()
+        gauge = GaugeMetricFamily("pgmcp_pool_connections", "database connections of the pool", labels=["state"])
+        size = stats.get("pool_size", 0)
+        available = stats.get("pool_available", 0)
+        gauge.add_metric(["open"], size)
+        gauge.add_metric(["idle"], available)
+        gauge.add_metric(["in_use"], max(0, size - available))
+        yield gauge
+        waiting = GaugeMetricFamily("pgmcp_pool_requests_waiting", "calls waiting for a pooled connection")
+        waiting.add_metric([], stats.get("requests_waiting", 0))
+        yield waiting
+
+
+class Metrics:
+    """The server's counters and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.tool_calls = Counter(
+            "pgmcp_tool_calls", "tool calls by tool and outcome", ["tool", "outcome"], registry=registry
+        )
+        self.tool_latency = Histogram(
+            "pgmcp_tool_call_duration_seconds",
+            "tool call latency",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tool_errors = Counter(
+            "pgmcp_tool_errors",
+            "failed tool calls by kind (rejected, timeout, unavailable, database_error, "
+            "invalid_argument, internal_error)",
+            ["tool", "kind"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "pgmcp_query_rejections", "statements refused by the read-only guard, by rule", ["rule"], registry=registry
+        )
+        self.rows = Counter("pgmcp_result_rows", "rows returned by query", registry=registry)
+        self.result_bytes = Counter("pgmcp_result_bytes", "bytes of values returned by query", registry=registry)
+        self.truncations = Counter(
+            "pgmcp_result_truncations", "query results cut by a limit", ["reason"], registry=registry
+        )
+        self.http_rejections = Counter(
+            "pgmcp_http_rejections",
+            "HTTP requests refused before reaching MCP, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "pgmcp_requests_in_flight", "MCP requests being served, per API key name", ["key"], registry=registry
+        )
+        self.watchdog_cancels = Counter(
+            "pgmcp_watchdog_cancels",
+            "statements the watchdog had to cancel after the server-side timeout",
+            registry=registry,
+        )
+
+    def watch_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_PoolCollector(stats))
+
+
+__all__ = ["Metrics"]

@@ -1,0 +1,309 @@
+"""The attack corpus of docs/research (mcp-anchors.md, section (b), A-D and F), as data.
+
+Each `Attack` says which layers stop it *on their own* (`stops`), verified by running it with only that
+layer on (tests/security/test_attacks.py); layers not listed do not stop it alone, and docs/security.md
+says why. Textual variants (comments, casing, quoting, Unicode escapes, dollar quoting, nesting) only
+matter to the layers that read the text (ONE and AST): the database sees through them by construction.
+
+Placeholders: `{canary}` becomes a fresh file path that must not exist afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ALL_LAYER_NAMES = ("role", "ro", "one", "ast", "tmo", "cap", "hyg")
+
+
+@dataclass(frozen=True)
+class Call:
+    tool: str
+    arguments: dict[str, object]
+
+
+def query(sql: str, **extra: object) -> Call:
+    return Call("query", {"sql": sql, **extra})
+
+
+@dataclass(frozen=True)
+class Attack:
+    id: str
+    title: str
+    calls: tuple[Call, ...]
+    stops: frozenset[str]
+    rule: str | None = None  # the guard's rule with every layer on; None when the database refuses it
+    variants: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()  # names the function-name variants rewrite
+    leak: str | None = None  # text that must never appear in any answer
+    poisons: bool = False  # compare the next call's session with a fresh one
+    notifies: bool = False  # a listener must receive nothing
+    errors_when_all_on: bool = True
+    residue: bool = False  # leaves session state behind when HYG is off: runs on a private server then
+
+    @property
+    def section(self) -> str:
+        return self.id[0]
+
+
+TEXT = ("comment", "line-comment", "lower", "upper", "whitespace", "semicolon")
+SELECT_SHAPED = (*TEXT, "nested", "cte", "lateral", "union")
+FUNCTION = ("qualified", "quoted", "unicode")
+STRINGS = ("dollar",)
+
+WRITE_STOPS = frozenset({"one", "ast", "role"})
+
+CORPUS: tuple[Attack, ...] = (
+    # -- A. transaction escape and stacked statements ----------------------------------------------------------
+    Attack("A1", "stacked COMMIT then DROP SCHEMA", (query("SELECT 1; COMMIT; DROP SCHEMA shop CASCADE;"),),
+           WRITE_STOPS, "not_single_statement", TEXT),
+    Attack("A2", "the Datadog proof of concept: COMMIT then INSERT",
+           (query("COMMIT; INSERT INTO shop.orders (customer_id, status, placed_at, total, note) "
+                  "VALUES (1, 'paid', now(), 666, 'EVIL')"),), WRITE_STOPS, "not_single_statement", TEXT),
+    Attack("A3", "ROLLBACK then DROP TABLE", (query("ROLLBACK; DROP TABLE shop.order_items;"),), WRITE_STOPS,
+           "not_single_statement", TEXT),
+    Attack("A4", "SET TRANSACTION READ WRITE before the first query",
+           (query("SET TRANSACTION READ WRITE; DELETE FROM shop.order_items"),), WRITE_STOPS | {"ro"},
+           "not_single_statement", TEXT),
+    Attack("A5", "nested BEGIN READ WRITE", (query("BEGIN READ WRITE; UPDATE shop.products SET price = 0; COMMIT;"),),
+           WRITE_STOPS, "not_single_statement", TEXT),
+    Attack("A6", "SET SESSION CHARACTERISTICS poisons the pooled session",
+           (query("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"),), frozenset({"ast", "ro", "hyg"}),
+           "statement_type", TEXT, poisons=True),
+    Attack("A7", "default_transaction_read_only off, COMMIT, DELETE",
+           (query("SET default_transaction_read_only = off; COMMIT; DELETE FROM shop.order_items"),), WRITE_STOPS,
+           "not_single_statement", TEXT, residue=True),
+    Attack("A8a", "block comment before COMMIT", (query("/* hi */ COMMIT; DELETE FROM shop.order_items"),),
+           WRITE_STOPS, "not_single_statement", TEXT),
+    Attack("A8b", "line comment before COMMIT", (query("-- x\nCOMMIT; DELETE FROM shop.order_items"),), WRITE_STOPS,
+           "not_single_statement", TEXT),
+    Attack("A8c", "dollar-quoted semicolon", (query("SELECT $$;$$; DELETE FROM shop.order_items"),),
+           WRITE_STOPS | {"ro"}, "not_single_statement", TEXT),
+    Attack("A8d", "quote inside a comment", (query("SELECT 'a'/*'*/; DELETE FROM shop.order_items;--'"),),
+           WRITE_STOPS | {"ro"}, "not_single_statement", TEXT),
+    Attack("A8e", "COMMIT hidden after a string with an escaped quote",
+           (query("SELECT E'\\';'; COMMIT; DELETE FROM shop.order_items"),), WRITE_STOPS, "not_single_statement",
+           TEXT),
+    # -- B. writes hidden inside read shapes -------------------------------------------------------------------
+    Attack("B9", "DELETE in a CTE", (query("WITH d AS (DELETE FROM shop.order_items RETURNING *) "
+                                            "SELECT count(*) FROM d"),),
+           frozenset({"ast", "ro", "role"}), "data_modifying_cte", (*TEXT, "nested", "lateral")),
+    Attack("B9b", "UPDATE in a nested CTE", (query("SELECT * FROM (WITH u AS (UPDATE shop.products SET price = 0 "
+                                                    "RETURNING 1) SELECT count(*) FROM u) s"),),
+           frozenset({"ast", "ro", "role"}), "data_modifying_cte", TEXT),
+    Attack("B10a", "SELECT INTO TEMP", (query("SELECT * INTO TEMP stolen FROM shop.customers"),),
+           frozenset({"ast", "ro", "role"}), "into_clause", TEXT),
+    Attack("B10b", "CREATE TABLE AS", (query("CREATE TABLE shop.stolen AS SELECT * FROM shop.customers"),),
+           frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    Attack("B11a", "EXPLAIN ANALYZE DELETE through query", (query("EXPLAIN ANALYZE DELETE FROM shop.order_items"),),
+           frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    Attack("B11b", "EXPLAIN (ANALYZE, FORMAT JSON) UPDATE",
+           (query("EXPLAIN (ANALYZE, FORMAT JSON) UPDATE shop.products SET price = 1"),),
+           frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    Attack("B12a", "explain tool: ANALYZE smuggled into the statement",
+           (Call("explain", {"sql": "ANALYZE DELETE FROM shop.order_items"}),), frozenset({"ast", "one"}), "syntax"),
+    Attack("B12b", "explain tool: (ANALYZE) smuggled",
+           (Call("explain", {"sql": "(ANALYZE) DELETE FROM shop.order_items"}),), frozenset({"ast", "one"}), "syntax"),
+    Attack("B12c", "explain tool: analyze=true on a DELETE",
+           (Call("explain", {"sql": "DELETE FROM shop.order_items", "analyze": True}),),
+           frozenset({"ast", "ro", "role"}), "statement_type"),
+    Attack("B12d", "explain tool: a second statement after the explained one",
+           (Call("explain", {"sql": "SELECT 1; DELETE FROM shop.order_items", "analyze": True}),),
+           frozenset({"ast", "one", "ro", "role"}), "not_single_statement"),
+    Attack("B13a", "SELECT ... FOR UPDATE", (query("SELECT * FROM shop.orders FOR UPDATE"),),
+           frozenset({"ast", "ro", "role"}), "locking_clause", SELECT_SHAPED),
+    Attack("B13b", "SELECT ... FOR SHARE in a sub-select",
+           (query("SELECT count(*) FROM (SELECT * FROM shop.orders FOR SHARE) s"),),
+           frozenset({"ast", "ro", "role"}), "locking_clause", TEXT),
+    Attack("B14", "LOCK TABLE ACCESS EXCLUSIVE", (query("LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE"),),
+           frozenset({"ast", "role"}), "statement_type", TEXT),
+    Attack("B15a", "PREPARE survives ROLLBACK", (query("PREPARE p AS SELECT 1"),), frozenset({"ast", "hyg"}),
+           "statement_type", TEXT, poisons=True),
+    Attack("B15b", "PREPARE a DELETE, EXECUTE it in the next call",
+           (query("PREPARE q AS DELETE FROM shop.order_items"), query("EXECUTE q")), frozenset({"ast", "ro", "role"}),
+           "statement_type", TEXT, residue=True),
+    Attack("B16", "DO block with dynamic SQL", (query("DO $$BEGIN EXECUTE 'DELETE FROM shop.order_items'; END$$"),),
+           frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    Attack("B17a", "query_to_xml running pg_read_file",
+           (query("SELECT query_to_xml('select pg_read_file(''/etc/passwd'')', true, false, '')"),),
+           frozenset({"ast", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("query_to_xml",),
+           leak="root:x:0:0"),
+    Attack("B17b", "ts_stat running hidden SQL",
+           (query("SELECT * FROM ts_stat('select to_tsvector(pg_read_file(''/etc/passwd''))')"),),
+           frozenset({"ast", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("ts_stat",), leak="root"),
+    Attack("B17c", "query_to_xml running a DELETE",
+           (query("SELECT query_to_xml('DELETE FROM shop.order_items RETURNING 1', true, false, '')"),),
+           frozenset({"ast", "ro", "role"}), "function_denied", (*TEXT, *FUNCTION), ("query_to_xml",)),
+    # -- C. side-effecting functions inside a read-only SELECT --------------------------------------------------
+    Attack("C18", "pg_sleep(3600)", (query("SELECT pg_sleep(3600)"),), frozenset({"ast", "tmo"}), "function_denied",
+           (*SELECT_SHAPED, *FUNCTION), ("pg_sleep",)),
+    Attack("C19a", "terminate other roles' backends",
+           (query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename <> current_user"),),
+           frozenset({"ast", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("pg_terminate_backend",)),
+    Attack("C19b", "cancel other roles' backends",
+           (query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename <> current_user"),),
+           frozenset({"ast", "role"}), "function_denied", (*TEXT, *FUNCTION), ("pg_cancel_backend",)),
+    Attack("C19c", "terminate the reader's own other sessions (PostgreSQL lets any role signal its own)",
+           (query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE usename = current_user AND pid <> pg_backend_pid()"),),
+           frozenset({"ast"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("pg_terminate_backend",)),
+    Attack("C20a", "set_config(statement_timeout) for the session",
+           (query("SELECT set_config('statement_timeout', '0', false)"),), frozenset({"ast", "ro", "hyg"}),
+           "function_denied", (*SELECT_SHAPED, *FUNCTION, *STRINGS), ("set_config",), poisons=True),
+    Attack("C20b", "SET statement_timeout = 0", (query("SET statement_timeout = 0"),), frozenset({"ast", "ro", "hyg"}),
+           "statement_type", TEXT, poisons=True),
+    Attack("C21", "session advisory lock outlives the call", (query("SELECT pg_advisory_lock(42)"),),
+           frozenset({"ast", "hyg"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("pg_advisory_lock",),
+           poisons=True),
+    Attack("C22a", "nextval advances a sequence", (query("SELECT nextval('shop.orders_order_id_seq')"),),
+           frozenset({"ast", "ro", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION, *STRINGS), ("nextval",)),
+    Attack("C22b", "setval resets a sequence", (query("SELECT setval('shop.orders_order_id_seq', 1)"),),
+           frozenset({"ast", "ro", "role"}), "function_denied", (*TEXT, *FUNCTION), ("setval",)),
+    Attack("C23a", "lo_import a server file", (query("SELECT lo_import('/etc/passwd')"),),
+           frozenset({"ast", "ro", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION, *STRINGS),
+           ("lo_import",)),
+    Attack("C23b", "large object written out to a server file",
+           (query("SELECT lo_export(lo_from_bytea(0, 'pwned'), '{canary}')"),), frozenset({"ast", "ro", "role"}),
+           "function_denied", (*TEXT, *FUNCTION), ("lo_export",)),
+    Attack("C23c", "large object created (the role alone cannot refuse this)",
+           (query("SELECT lo_from_bytea(0, 'x')"),), frozenset({"ast", "ro"}), "function_denied",
+           (*SELECT_SHAPED, *FUNCTION), ("lo_from_bytea",)),
+    Attack("C24a", "pg_read_file in the target list", (query("SELECT pg_read_file('/etc/passwd')"),),
+           frozenset({"ast", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION, *STRINGS), ("pg_read_file",),
+           leak="root:x:0:0"),
+    Attack("C24b", "pg_read_file in FROM (the crystaldba #178 bypass)",
+           (query("SELECT * FROM pg_read_file('/etc/passwd')"),), frozenset({"ast", "role"}), "function_denied",
+           (*SELECT_SHAPED, *FUNCTION, *STRINGS), ("pg_read_file",), leak="root:x:0:0"),
+    Attack("C24c", "pg_ls_dir", (query("SELECT * FROM pg_ls_dir('.')"),), frozenset({"ast", "role"}),
+           "function_denied", (*SELECT_SHAPED, *FUNCTION), ("pg_ls_dir",), leak="PG_VERSION"),
+    Attack("C24d", "pg_read_binary_file", (query("SELECT pg_read_binary_file('/etc/passwd')"),),
+           frozenset({"ast", "role"}), "function_denied", (*TEXT, *FUNCTION), ("pg_read_binary_file",)),
+    Attack("C24e", "pg_stat_file", (query("SELECT * FROM pg_stat_file('postgresql.conf')"),),
+           frozenset({"ast", "role"}), "function_denied", (*TEXT, *FUNCTION), ("pg_stat_file",)),
+    Attack("C25a", "COPY TO PROGRAM", (query("COPY (SELECT 1) TO PROGRAM 'touch {canary}'"),),
+           frozenset({"ast", "role"}), "statement_type", TEXT),
+    Attack("C25b", "COPY a table to a server file", (query("COPY shop.customers TO '{canary}'"),),
+           frozenset({"ast", "role"}), "statement_type", TEXT),
+    Attack("C26a", "dblink_exec", (query("SELECT dblink_exec('dbname=app', 'DROP TABLE shop.order_items')"),),
+           frozenset({"ast", "role"}), "function_denied", (*TEXT, *FUNCTION), ("dblink_exec",)),
+    Attack("C26b", "dblink to the metadata service",
+           (query("SELECT * FROM dblink('host=169.254.169.254 dbname=x', 'select 1') AS t(x int)"),),
+           frozenset({"ast", "role"}), "function_denied", TEXT),
+    Attack("C27", "pg_import_system_collations", (query("SELECT pg_import_system_collations('pg_catalog')"),),
+           frozenset({"ast", "role", "ro"}), "function_denied", (*SELECT_SHAPED, *FUNCTION),
+           ("pg_import_system_collations",)),
+    Attack("C28a", "pg_notify", (query("SELECT pg_notify('pgmcp_attack', 'x')"),), frozenset({"ast", "ro"}),
+           "function_denied", (*SELECT_SHAPED, *FUNCTION), ("pg_notify",), notifies=True),
+    Attack("C28b", "NOTIFY", (query("NOTIFY pgmcp_attack, 'x'"),), frozenset({"ast", "ro"}), "statement_type", TEXT,
+           notifies=True),
+    Attack("C29", "ANALYZE", (query("ANALYZE shop.orders"),), frozenset({"ast", "role"}), "statement_type", TEXT),
+    Attack("C30", "txid_current assigns a transaction ID", (query("SELECT txid_current()"),), frozenset({"ast"}),
+           "function_denied", (*SELECT_SHAPED, *FUNCTION), ("txid_current",)),
+    # -- D. role games and disclosure ----------------------------------------------------------------------------
+    Attack("D30a", "SET ROLE to the owner", (query("SET ROLE app_owner"),), frozenset({"ast", "ro", "role", "hyg"}),
+           "statement_type", TEXT, poisons=True),
+    Attack("D30b", "SET SESSION AUTHORIZATION", (query("SET SESSION AUTHORIZATION app_owner"),),
+           frozenset({"ast", "ro", "role", "hyg"}), "statement_type", TEXT, poisons=True),
+    Attack("D31", "search_path shadowing", (query("SET search_path = evil, pg_catalog"),),
+           frozenset({"ast", "ro", "hyg"}), "statement_type", TEXT, poisons=True),
+    Attack("D32a", "password hashes from pg_authid", (query("SELECT rolname, rolpassword FROM pg_authid"),),
+           frozenset({"role"}), None, SELECT_SHAPED, leak="SCRAM-SHA-256$"),
+    Attack("D32b", "password hashes from pg_shadow", (query("SELECT usename, passwd FROM pg_shadow"),),
+           frozenset({"role"}), None, SELECT_SHAPED, leak="SCRAM-SHA-256$"),
+    # -- F. injection through identifiers passed as tool arguments -----------------------------------------------
+    Attack("F41a", "table name closing its quote", (Call("describe_table", {"schema": "shop", "table":
+                                                      'orders"; DROP TABLE shop.order_items; --'}),), frozenset(),
+           errors_when_all_on=False),
+    Attack("F41b", "schema name closing its quote", (Call("list_tables", {"schema":
+                                                       "shop'; DROP SCHEMA shop CASCADE; --"}),), frozenset(),
+           errors_when_all_on=False),
+    Attack("F41c", "search pattern with OR 1=1", (Call("search_schema", {"pattern": "%' OR 1=1 --"}),), frozenset(),
+           errors_when_all_on=False),
+    Attack("F41d", "schema name with a dollar-quoted payload", (Call("describe_table", {"schema":
+                                                                 "$$; DROP TABLE shop.orders; $$", "table": "x"}),),
+           frozenset(), errors_when_all_on=False),
+)  # fmt: skip
+
+
+# -- textual variants, for the layers that read the text -------------------------------------------------------
+
+
+def _outside_quotes(sql: str, transform: object) -> str:
+    """Apply `transform` (str -> str) to the parts of `sql` outside '...' and $$...$$ literals."""
+    parts = re.split(r"('(?:[^']|'')*'|\$\$.*?\$\$)", sql, flags=re.S)
+    return "".join(part if index % 2 else transform(part) for index, part in enumerate(parts))  # type: ignore[operator]
+
+
+def _rename(sql: str, name: str, replacement: str) -> str:
+    return _outside_quotes(sql, lambda part: re.sub(rf"\b{re.escape(name)}\s*\(", f"{replacement}(", part))
+
+
+def _unicode(name: str) -> str:
+    return 'U&"' + "".join(f"\\{ord(char):04x}" if char in "_e" else char for char in name) + '"'
+
+
+def _dollar(sql: str) -> str:
+    return re.sub(r"'((?:[^']|'')*)'", lambda match: "$q$" + match.group(1).replace("''", "'") + "$q$", sql)
+
+
+def variants(attack: Attack) -> Iterator[tuple[str, Call]]:
+    """(variant id, call) for the attack's first query in every applicable form; the plain form first."""
+    yield "plain", attack.calls[0]
+    first = attack.calls[0]
+    sql = first.arguments.get("sql")
+    if first.tool != "query" or not isinstance(sql, str):
+        return
+    forms: dict[str, str] = {
+        "comment": "/* routine report */ " + sql,
+        "line-comment": "-- routine report\n" + sql,
+        "lower": _outside_quotes(sql, str.lower),
+        "upper": _outside_quotes(sql, str.upper),
+        "whitespace": _outside_quotes(sql, lambda part: re.sub(r" +", "\n\t  ", part)),
+        "semicolon": sql.rstrip(";") + " ;  ",
+        "nested": f"SELECT * FROM ({sql}) AS nested",
+        "cte": f"WITH innocent AS ({sql}) SELECT * FROM innocent",
+        "lateral": f"SELECT l.* FROM (SELECT 1) AS s, LATERAL ({sql}) AS l",
+        "union": f"SELECT * FROM ({sql}) AS a UNION ALL SELECT * FROM ({sql}) AS b",
+        "dollar": _dollar(sql),
+    }
+    for variant in attack.variants:
+        if variant in forms:
+            yield variant, query(forms[variant])
+    for name in attack.functions:
+        if "qualified" in attack.variants:
+            yield f"qualified-{name}", query(_rename(sql, name, f"pg_catalog.{name}"))
+        if "quoted" in attack.variants:
+            yield f"quoted-{name}", query(_rename(sql, name, f'"{name}"'))
+        if "unicode" in attack.variants:
+            yield f"unicode-{name}", query(_rename(sql, name, _unicode(name)))
+
+
+@dataclass(frozen=True)
+class Run:
+    attack: Attack
+    variant: str
+    call: Call
+    layers: tuple[str, ...] = field(default=ALL_LAYER_NAMES)
+
+    @property
+    def id(self) -> str:
+        only = "all" if self.layers == ALL_LAYER_NAMES else "only-" + "+".join(self.layers) if self.layers else "none"
+        return f"{self.attack.id}-{self.variant}-{only}"
+
+
+def runs() -> list[Run]:
+    """Every attack in every variant with all layers on and with each text-reading layer alone; the plain
+    form alone with each other layer that stops it; and, for attacks no layer is meant to stop (F), with
+    every layer off."""
+    planned: list[Run] = []
+    for attack in CORPUS:
+        for variant, call in variants(attack):
+            planned.append(Run(attack, variant, call))
+            for layer in sorted(attack.stops & {"one", "ast"}):
+                planned.append(Run(attack, variant, call, (layer,)))
+        for layer in sorted(attack.stops - {"one", "ast"}):
+            planned.append(Run(attack, "plain", attack.calls[0], (layer,)))
+        if not attack.stops:
+            planned.append(Run(attack, "plain", attack.calls[0], ()))
+    return planned

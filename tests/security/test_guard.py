@@ -1,0 +1,292 @@
+"""pgmcp.guard on its own: rules, messages, layer switches, and inputs that must not crash it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from pgmcp.catalog import FunctionCatalog
+from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, RULES, QueryRejected, ValidatedQuery, validate
+from pgmcp.layers import Layers
+
+ALL = Layers()
+
+REJECTIONS = [
+    # statement shapes
+    ("SELECT 1; COMMIT; DROP SCHEMA public CASCADE;", "not_single_statement"),
+    ("DELETE FROM shop.orders", "statement_type"),
+    ("UPDATE shop.products SET price = 0", "statement_type"),
+    ("INSERT INTO shop.customers (email, full_name, country) VALUES ('a@b', 'a', 'DE')", "statement_type"),
+    ("MERGE INTO shop.products p USING shop.products q ON p.product_id = q.product_id WHEN MATCHED THEN DELETE",
+     "statement_type"),
+    ("COMMIT", "statement_type"),
+    ("BEGIN READ WRITE", "statement_type"),
+    ("SET TRANSACTION READ WRITE", "statement_type"),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "statement_type"),
+    ("SET statement_timeout = 0", "statement_type"),
+    ("RESET ALL", "statement_type"),
+    ("SET ROLE app_owner", "statement_type"),
+    ("SET SESSION AUTHORIZATION postgres", "statement_type"),
+    ("SHOW search_path", "statement_type"),
+    ("EXPLAIN ANALYZE DELETE FROM shop.orders", "statement_type"),
+    ("COPY shop.orders TO '/tmp/orders.csv'", "statement_type"),
+    ("COPY (SELECT 1) TO PROGRAM 'id'", "statement_type"),
+    ("DO $$BEGIN EXECUTE 'DELETE FROM shop.orders'; END$$", "statement_type"),
+    ("CALL shop.some_proc()", "statement_type"),
+    ("PREPARE p AS SELECT 1", "statement_type"),
+    ("EXECUTE p", "statement_type"),
+    ("DECLARE c CURSOR FOR SELECT 1", "statement_type"),
+    ("LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE", "statement_type"),
+    ("LISTEN ch", "statement_type"),
+    ("NOTIFY ch, 'x'", "statement_type"),
+    ("VACUUM shop.orders", "statement_type"),
+    ("ANALYZE shop.orders", "statement_type"),
+    ("CREATE TABLE x AS SELECT * FROM shop.orders", "statement_type"),
+    ("DISCARD ALL", "statement_type"),
+    ("CHECKPOINT", "statement_type"),
+    ("LOAD 'auto_explain'", "statement_type"),
+    ("GRANT SELECT ON shop.orders TO PUBLIC", "statement_type"),
+    ("ALTER SYSTEM SET work_mem = '1GB'", "statement_type"),
+    ("TRUNCATE shop.orders", "statement_type"),
+    # clauses
+    ("SELECT * FROM shop.orders FOR UPDATE", "locking_clause"),
+    ("SELECT * FROM shop.orders FOR NO KEY UPDATE SKIP LOCKED", "locking_clause"),
+    ("SELECT * FROM (SELECT * FROM shop.orders FOR SHARE) s", "locking_clause"),
+    ("SELECT * FROM shop.orders WHERE order_id IN (SELECT order_id FROM shop.orders FOR KEY SHARE)", "locking_clause"),
+    ("SELECT * INTO TEMP stolen FROM shop.customers", "into_clause"),
+    ("SELECT * INTO stolen FROM shop.customers", "into_clause"),
+    ("WITH d AS (DELETE FROM shop.orders RETURNING *) SELECT count(*) FROM d", "data_modifying_cte"),
+    ("WITH a AS (SELECT 1), b AS (UPDATE shop.products SET price = 0 RETURNING 1) SELECT * FROM a",
+     "data_modifying_cte"),
+    ("WITH i AS (INSERT INTO shop.customers (email, full_name, country) VALUES ('a@b','a','DE') RETURNING 1) "
+     "SELECT * FROM i", "data_modifying_cte"),
+    ("SELECT * FROM (WITH d AS (DELETE FROM shop.orders RETURNING 1) SELECT * FROM d) s", "data_modifying_cte"),
+    # functions, wherever they hide
+    ("SELECT pg_read_file('/etc/passwd')", "function_denied"),
+    ("SELECT * FROM pg_read_file('/etc/passwd')", "function_denied"),
+    ("SELECT * FROM ROWS FROM (generate_series(1, 2), pg_ls_dir('.')) AS t(a, b)", "function_denied"),
+    ("SELECT * FROM shop.orders o, LATERAL (SELECT pg_sleep(1)) s", "function_denied"),
+    ("SELECT (SELECT lo_import('/etc/passwd'))", "function_denied"),
+    ("SELECT 1 WHERE EXISTS (SELECT pg_terminate_backend(pid) FROM pg_stat_activity)", "function_denied"),
+    ("SELECT count(*) FILTER (WHERE pg_advisory_lock(42) IS NULL) FROM shop.orders", "function_denied"),
+    ("SELECT row_number() OVER (ORDER BY nextval('shop.orders_order_id_seq'))", "function_denied"),
+    ("SELECT CASE WHEN true THEN set_config('statement_timeout', '0', false) END", "function_denied"),
+    ("SELECT query_to_xml('select pg_read_file(''/etc/passwd'')', true, false, '')", "function_denied"),
+    ("SELECT * FROM ts_stat('select to_tsvector(email) from shop.customers')", "function_denied"),
+    ("SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery')", "function_denied"),
+    ("SELECT pg_catalog.pg_read_file('/etc/passwd')", "function_denied"),
+    ("SELECT PG_READ_FILE('/etc/passwd')", "function_denied"),
+    ('SELECT "pg_read_file"(\'/etc/passwd\')', "function_denied"),
+    ("SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')", "function_denied"),
+    ("SELECT pg_import_system_collations('pg_catalog')", "function_denied"),
+    ("SELECT pg_notify('ch', 'x')", "function_denied"),
+    ("SELECT txid_current()", "function_denied"),
+    ("SELECT dblink_exec('dbname=app', 'DROP TABLE shop.orders')", "function_denied"),
+    ("SELECT * FROM dblink('host=169.254.169.254', 'select 1') AS t(x int)", "function_denied"),
+    ("SELECT currval('shop.orders_order_id_seq')", "function_volatile"),
+    ("SELECT setseed(0.5)", "function_denied"),
+    ("SELECT json_agg(x) FROM (SELECT pg_stat_file('postgresql.conf') AS x) s", "function_denied"),
+    ("VALUES (pg_sleep(1))", "function_denied"),
+    ("SELECT * FROM shop.orders ORDER BY pg_backend_pid() + pg_cancel_backend(1)::int", "function_denied"),
+    ("SELECT xmlelement(name x, pg_read_file('/etc/passwd'))", "function_denied"),
+    ("SELECT * FROM json_table(pg_read_file('/etc/passwd')::jsonb, '$' COLUMNS (a int PATH '$.a')) t",
+     "function_denied"),
+    ("SELECT nosuch_function(1)", "function_unknown"),
+    ("SELECT shop.nosuch()", "function_unknown"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "rule"), REJECTIONS, ids=[sql[:60] for sql, _ in REJECTIONS])
+def test_guard_rejects(reader_catalog: FunctionCatalog, sql: str, rule: str) -> None:
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_catalog, ALL)
+    assert caught.value.rule == rule
+    assert caught.value.message.startswith("query rejected: ")
+    assert "\nhint: " in caught.value.message
+    assert str(caught.value) == caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule", "words"),
+    [
+        ("EXPLAIN SELECT 1", "statement_type", "use the explain tool"),
+        ("COMMIT", "statement_type", "already runs in its own read-only transaction"),
+        ("SET statement_timeout = 0", "statement_type", "current_setting('name')"),
+        ("SELECT * FROM shop.orders FOR UPDATE", "locking_clause", "remove the locking clause"),
+        ("SELECT * INTO t FROM shop.orders", "into_clause", "remove the INTO clause"),
+        ("SELECT pg_read_file('x')", "function_denied", "pg_catalog.pg_read_file(text) reads files"),
+        ("SELECT query_to_xml('select 1', true, false, '')", "function_denied", "write that SQL directly"),
+        ("SELECT nextval('s')", "function_denied", "advances a sequence"),
+        ("SELECT 1; SELECT 2", "not_single_statement", "the query holds 2 statements"),
+        ("SELECT FROM WHERE", "syntax", 'PostgreSQL cannot parse it: syntax error at or near "WHERE"'),
+    ],
+)
+def test_rejection_messages_say_what_to_do(reader_catalog: FunctionCatalog, sql: str, rule: str, words: str) -> None:
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_catalog, ALL)
+    assert caught.value.rule == rule
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        ("", "not_single_statement"),
+        ("   \n\t ", "not_single_statement"),
+        ("-- only a comment", "not_single_statement"),
+        ("/* nothing */ ;;", "not_single_statement"),
+        ("SELECT (", "syntax"),
+        ("SELECT 'unterminated", "syntax"),
+        ("SELECT $$;$$; DELETE FROM shop.orders", "not_single_statement"),
+        ("SELECT 1\x00; DELETE FROM shop.orders", "syntax"),
+        ("SELECT '\ud800'", "syntax"),
+        ("SELECT 1 " + " " * MAX_SQL_CHARS, "too_large"),
+    ],
+    ids=["empty", "blank", "comment", "semicolons", "open-paren", "open-quote", "dollar-quote", "nul", "surrogate",
+         "huge"],
+)  # fmt: skip
+def test_malformed_input_is_rejected_not_crashed(reader_catalog: FunctionCatalog, sql: str, rule: str) -> None:
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_catalog, ALL)
+    assert caught.value.rule == rule
+
+
+@pytest.mark.parametrize("value", [None, 42, b"SELECT 1", ["SELECT 1"]], ids=repr)
+def test_non_text_is_a_syntax_rejection(reader_catalog: FunctionCatalog, value: Any) -> None:
+    with pytest.raises(QueryRejected) as caught:
+        validate(value, reader_catalog, ALL)
+    assert caught.value.rule == "syntax"
+
+
+def test_too_many_tokens_is_too_large(reader_catalog: FunctionCatalog) -> None:
+    sql = "SELECT " + "+".join(["1"] * MAX_TOKENS)
+    assert len(sql) < MAX_SQL_CHARS
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_catalog, ALL)
+    assert caught.value.rule == "too_large"
+    assert f"more than the {MAX_TOKENS} this server parses" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "+".join(["1"] * 9000),  # a left-deep tree 9,000 levels deep
+        "SELECT 'a'" + "||'a'" * 9000,
+        "SELECT 1" + "::int" * 9000,
+        "SELECT " + "-" * 9000 + "1",
+    ],
+    ids=["plus", "concat", "casts", "negations"],
+)
+def test_deep_trees_parse_whatever_the_callers_stack(reader_catalog: FunctionCatalog, sql: str) -> None:
+    """pglast converts trees recursively in C: on a small stack these crash the process unless the guard
+    moves the parse to its own thread. Run from a thread with a 512 KiB stack to prove it does."""
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append(validate(sql, reader_catalog, ALL))
+        except QueryRejected as exc:
+            outcome.append(exc)
+
+    previous = threading.stack_size(512 * 1024)
+    try:
+        thread = threading.Thread(target=target)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ValidatedQuery), outcome[0]
+    assert outcome[0].fingerprint is not None
+
+
+def test_deep_subselects_are_a_syntax_rejection(reader_catalog: FunctionCatalog) -> None:
+    sql = "SELECT " + "(SELECT " * 5000 + "1" + ")" * 5000
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_catalog, ALL)
+    assert caught.value.rule == "syntax"
+    assert "memory exhausted" in caught.value.message
+
+
+# -- what comes back --------------------------------------------------------------------------------------------
+
+
+def test_validated_query_keeps_the_text_unchanged(reader_catalog: FunctionCatalog) -> None:
+    sql = "  /* why */ SELECT status, count(*)\n FROM shop.orders GROUP BY 1 ;  "
+    validated = validate(sql, reader_catalog, ALL)
+    assert validated == ValidatedQuery(sql, validated.fingerprint, "select", 1)
+    assert validated.fingerprint and len(validated.fingerprint) == 16
+
+
+def test_fingerprint_ignores_constants(reader_catalog: FunctionCatalog) -> None:
+    first = validate("SELECT * FROM shop.orders WHERE order_id = 1", reader_catalog, ALL)
+    second = validate("select *  from shop.orders where order_id = 9999", reader_catalog, ALL)
+    other = validate("SELECT * FROM shop.orders WHERE customer_id = 1", reader_catalog, ALL)
+    assert first.fingerprint == second.fingerprint != other.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("SELECT 1", "select"),
+        ("VALUES (1), (2)", "values"),
+        ("TABLE shop.orders", "select"),
+        ("WITH t AS (SELECT 1) SELECT * FROM t", "select"),
+        ("(SELECT 1) UNION (SELECT 2)", "select"),
+    ],
+)
+def test_kind(reader_catalog: FunctionCatalog, sql: str, kind: str) -> None:
+    assert validate(sql, reader_catalog, ALL).kind == kind
+
+
+def test_query_rejected_knows_only_stable_rules() -> None:
+    with pytest.raises(ValueError, match="unknown guard rule 'made_up'"):
+        QueryRejected("made_up", "x")
+    assert {"syntax", "not_single_statement", "statement_type", "function_denied", "node_type"} <= RULES
+
+
+# -- layer switches ---------------------------------------------------------------------------------------------
+
+
+def test_one_alone_counts_statements_but_does_not_judge_them(reader_catalog: FunctionCatalog) -> None:
+    one = Layers.only("one")
+    assert validate("DELETE FROM shop.orders", reader_catalog, one).statement_count == 1
+    with pytest.raises(QueryRejected) as caught:
+        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_catalog, one)
+    assert caught.value.rule == "not_single_statement"
+    with pytest.raises(QueryRejected) as caught:
+        validate("SELEC 1", reader_catalog, one)
+    assert caught.value.rule == "syntax"
+
+
+def test_ast_alone_judges_every_stacked_statement(reader_catalog: FunctionCatalog) -> None:
+    ast_only = Layers.only("ast")
+    assert validate("SELECT 1; SELECT 2", reader_catalog, ast_only).statement_count == 2
+    with pytest.raises(QueryRejected) as caught:
+        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_catalog, ast_only)
+    assert caught.value.rule == "statement_type"
+
+
+def test_without_one_and_ast_the_text_passes_through(reader_catalog: FunctionCatalog) -> None:
+    neither = Layers.only("ro", "role", "tmo", "cap", "hyg")
+    passed = validate("SELECT 1; DROP TABLE shop.orders", reader_catalog, neither)
+    assert (passed.sql, passed.kind, passed.statement_count) == ("SELECT 1; DROP TABLE shop.orders", "unchecked", None)
+    assert passed.fingerprint is not None
+    garbage = validate("this is not SQL", reader_catalog, neither)
+    assert garbage.fingerprint is None
+    # the text checks hold whatever the layers: they protect the parser and the audit log
+    with pytest.raises(QueryRejected):
+        validate("SELECT 1\x00", reader_catalog, neither)
+
+
+def test_rejections_carry_a_fingerprint_when_the_text_parsed(reader_catalog: FunctionCatalog) -> None:
+    with pytest.raises(QueryRejected) as parsed:
+        validate("SELECT pg_read_file('/etc/passwd')", reader_catalog, ALL)
+    same_shape = validate("SELECT lower('/etc/passwd')", reader_catalog, ALL)
+    assert parsed.value.fingerprint and len(parsed.value.fingerprint) == 16
+    assert parsed.value.fingerprint != same_shape.fingerprint
+    with pytest.raises(QueryRejected) as unparsable:
+        validate("SELECT (", reader_catalog, ALL)
+    assert unparsable.value.fingerprint is None

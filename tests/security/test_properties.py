@@ -1,0 +1,155 @@
+"""Property-based tests (hypothesis) of the guard: no input crashes it, and no mutation of a known attack or a
+legitimate query that it accepts can write.
+
+"Can write" is checked by running every accepted mutation on a private server, as the superuser, in a
+read-WRITE transaction over the simple protocol (so a smuggled second statement would run too): with ROLE
+and RO out of the way, the guard is the only defence. Before rolling back, the transaction must not have been
+given a transaction ID (PostgreSQL assigns one at the first write of any kind), and no sequence, advisory
+lock, large object, prepared statement or session setting may have changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgmcp.catalog import FunctionCatalog, load_function_catalog
+from pgmcp.guard import QueryRejected, ValidatedQuery, validate
+from pgmcp.layers import Layers
+from tests.fixtures.native_pg import NativePostgres, start_native_postgres
+from tests.security.corpus import CORPUS
+from tests.security.test_legit_queries import LEGIT
+
+GUARD_ONLY = Layers.only("one", "ast")
+
+SEEDS = sorted(
+    {str(call.arguments["sql"]) for attack in CORPUS for call in attack.calls if "sql" in call.arguments}
+    | {sql for name, sql in LEGIT.items() if "TABLESAMPLE SYSTEM_ROWS" not in sql}
+)
+
+FRAGMENTS = [
+    ";", " ; ", "COMMIT", "ROLLBACK", "BEGIN", "DELETE FROM shop.orders", "UPDATE shop.products SET price = 0",
+    "INSERT INTO shop.customers (email, full_name, country) VALUES ('p@q', 'p', 'DE')", "DROP TABLE shop.orders",
+    "--", "\n", "/*", "*/", "'", "''", "$$", "$q$", "(", ")", ",", " ", "E'\\''", "U&\"", "\"", "\\",
+    "pg_read_file('/etc/passwd')", "nextval('shop.orders_order_id_seq')", "pg_advisory_lock(1)",
+    "set_config('search_path', 'x', false)", "lo_from_bytea(0, 'x')", "txid_current()", "pg_notify('c', 'x')",
+    "FOR UPDATE", "INTO TEMP t", "WITH d AS (DELETE FROM shop.orders RETURNING 1) ", "RETURNING *", "SELECT",
+    "SET ROLE app_owner", "EXPLAIN ANALYZE ", "LATERAL ", "UNION ALL SELECT 1", "(SELECT 1)", "AS x", "*",
+]  # fmt: skip
+
+STATE_SQL = """
+SELECT pg_current_xact_id_if_assigned()::text,
+       (SELECT string_agg(sequencename || '=' || coalesce(last_value, 0), ',' ORDER BY sequencename) FROM pg_sequences),
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'),
+       (SELECT count(*) FROM pg_largeobject_metadata),
+       (SELECT count(*) FROM pg_prepared_statements),
+       current_setting('search_path'), current_setting('statement_timeout'), current_user::text
+"""
+
+
+@st.composite
+def mutations(draw: st.DrawFn) -> str:
+    """A seed statement with one to four random edits: fragments spliced in, slices cut, duplicated or recased."""
+    text = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["insert", "cut", "duplicate", "recase"]))
+        if kind == "insert":
+            text = text[:at] + draw(st.sampled_from(FRAGMENTS)) + text[at:]
+        else:
+            end = draw(st.integers(at, min(len(text), at + 40)))
+            piece = text[at:end]
+            replacement = {"cut": "", "duplicate": piece * 2, "recase": piece.swapcase()}[kind]
+            text = text[:at] + replacement + text[end:]
+    return text
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[NativePostgres]:
+    server = start_native_postgres(demo_orders=200)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def private_catalog(private_pg: NativePostgres) -> FunctionCatalog:
+    async def load() -> FunctionCatalog:
+        async with await psycopg.AsyncConnection.connect(private_pg.dsn("mcp_reader")) as conn:
+            return await load_function_catalog(conn)
+
+    return asyncio.run(load())
+
+
+@pytest.fixture(scope="module")
+def runner(private_pg: NativePostgres) -> Iterator[psycopg.Connection]:
+    # prepare_threshold=None: psycopg would otherwise prepare STATE_SQL itself and change what it counts
+    with psycopg.connect(private_pg.dsn(), prepare_threshold=None) as conn:
+        yield conn
+
+
+def outcome(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQuery | QueryRejected:
+    """The guard's verdict; any other exception fails the test that calls this."""
+    try:
+        return validate(sql, catalog, layers)
+    except QueryRejected as exc:
+        return exc
+
+
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sql=st.one_of(st.text(max_size=300), mutations()))
+@pytest.mark.parametrize("layers", [Layers(), GUARD_ONLY, Layers.only("ast"), Layers.only("one")], ids=str)
+def test_no_input_crashes_the_guard(reader_catalog: FunctionCatalog, layers: Layers, sql: str) -> None:
+    first = outcome(sql, reader_catalog, layers)
+    assert isinstance(first, ValidatedQuery | QueryRejected)
+    if isinstance(first, ValidatedQuery):
+        assert first.sql == sql
+    # deterministic: the same text gets the same verdict
+    second = outcome(sql, reader_catalog, layers)
+    assert type(second) is type(first)
+    assert getattr(second, "rule", None) == getattr(first, "rule", None)
+
+
+@settings(max_examples=800, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sql=mutations())
+def test_no_accepted_mutation_writes(private_catalog: FunctionCatalog, runner: psycopg.Connection, sql: str) -> None:
+    verdict = outcome(sql, private_catalog, GUARD_ONLY)
+    if isinstance(verdict, QueryRejected):
+        return
+    runner.execute("BEGIN READ WRITE")
+    try:
+        runner.execute("SET LOCAL statement_timeout = '300ms'")
+        before = runner.execute(STATE_SQL).fetchone()
+        runner.execute("SAVEPOINT attack")
+        try:
+            runner.execute(sql.encode(), prepare=False)  # bytes: the simple protocol, every statement runs
+        except psycopg.Error:
+            runner.execute("ROLLBACK TO SAVEPOINT attack")
+        after = runner.execute(STATE_SQL).fetchone()
+        assert after == before, f"{sql!r} changed {before} into {after}"
+    finally:
+        runner.execute("ROLLBACK")
+
+
+def test_the_write_detector_detects_writes(runner: psycopg.Connection) -> None:
+    """Control: the state probe above does see a write, a sequence step and an advisory lock."""
+    for sql in (
+        "UPDATE shop.products SET price = price WHERE product_id = 1",
+        "SELECT nextval('shop.orders_order_id_seq')",
+        "SELECT pg_advisory_lock(99)",
+    ):
+        runner.execute("BEGIN READ WRITE")
+        try:
+            before = runner.execute(STATE_SQL).fetchone()
+            runner.execute(sql.encode(), prepare=False)
+            assert runner.execute(STATE_SQL).fetchone() != before, sql
+        finally:
+            runner.execute("ROLLBACK")
+            runner.execute("SELECT pg_advisory_unlock_all()")
+            runner.execute("SELECT setval('shop.orders_order_id_seq', (SELECT max(order_id) FROM shop.orders))")
