@@ -71,7 +71,7 @@ backups: ## list backup sets (id, age, size, verified, databases)
 	$(COMPOSE) exec -T backup python -m pgbackup list
 
 restore: ## restore BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
-	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --target-db "$(TARGET_DB)" $(if $(FORCE),--force,)
+	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
 
 restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
 	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"

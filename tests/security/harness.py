@@ -111,6 +111,11 @@ class McpHarness:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=timeout)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the client lives on, for callers that schedule several calls at once."""
+        return self._loop
+
+    @property
     def client(self) -> Client:
         if self._client is None:
             raise RuntimeError("the harness is closed or failed to open")

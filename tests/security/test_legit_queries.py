@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import pglast
 import psycopg
 import pytest
 
@@ -231,3 +232,26 @@ def test_explain_accepts_rich_sql(server: McpHarness, name: str) -> None:
     sql = {"window": LEGIT["rank"], "cte": LEGIT["recursive-calendar"], "json": LEGIT["json-table"]}[name]
     result = server.call("explain", sql=sql)
     assert not result.is_error, text_of(result)
+
+
+@pytest.mark.parametrize(
+    "name", [*sorted(LEGIT)[:20], "trailing-comment", "trailing-semicolon", "leading-comment", "trailing-block"]
+)
+def test_explain_prefix_wraps_exactly_the_validated_statement(
+    catalog_with_extensions: FunctionCatalog, name: str
+) -> None:
+    """The explain tool validates the statement alone, then sends `EXPLAIN (...) <statement>`: that text must
+    parse as one EXPLAIN of the very same query, whatever the statement ends or starts with."""
+    extra = {
+        "trailing-comment": "SELECT 1 -- and then",
+        "trailing-semicolon": "SELECT 1 ;",
+        "leading-comment": "/* why */ SELECT 1",
+        "trailing-block": "SELECT 1 /* done */",
+    }
+    sql = extra.get(name) or LEGIT[name]
+    validate(sql, catalog_with_extensions, Layers())
+    for options in ("FORMAT JSON", "ANALYZE, BUFFERS, FORMAT JSON"):
+        (statement,) = pglast.parse_sql(f"EXPLAIN ({options}) {sql}")
+        assert isinstance(statement.stmt, pglast.ast.ExplainStmt)
+        (alone,) = pglast.parse_sql(sql)
+        assert statement.stmt.query == alone.stmt

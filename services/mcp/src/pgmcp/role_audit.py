@@ -383,6 +383,8 @@ def _describe(
         f"REVOKE {'EXECUTE' if kind == 'FUNCTION' else 'USAGE'} ON {kind} {name} FROM PUBLIC, {qme}"
         for kind, name, _ in found[:_LISTED]
     )
+    if len(found) > _LISTED:
+        own += f" -- and the same for the other {len(found) - _LISTED}, or drop the extension if nothing uses it"
     return [
         RoleProblem(
             "outbound_connections",

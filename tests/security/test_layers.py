@@ -1,0 +1,63 @@
+"""Layers can be switched off in tests only: no setting, environment variable or entry point turns one off."""
+
+from __future__ import annotations
+
+import ast
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from pgmcp import config
+from pgmcp.app import create_app, create_mcp
+from pgmcp.layers import ALL_LAYERS, Layers
+from tests.fixtures.mcp import McpServerProcess, start_mcp_process
+from tests.fixtures.native_pg import NativePostgres
+
+LAYER_NAMES = [field.name for field in fields(Layers)]
+SOURCE = Path(config.__file__).parent
+
+
+def test_the_default_is_every_layer_and_only_names_known_layers() -> None:
+    assert ALL_LAYERS == Layers() and ALL_LAYERS.active() == LAYER_NAMES
+    assert Layers.only("ro", "tmo").active() == ["ro", "tmo"]
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['paranoia'\]"):
+        Layers.only("paranoia")
+
+
+def test_no_setting_names_a_layer() -> None:
+    """The operator configures limits and timeouts, never whether a layer runs."""
+    assert not any(field.name in LAYER_NAMES or "layer" in field.name for field in fields(config.Settings))
+    pattern = re.compile(r"LAYER|GUARD|READ_?ONLY|DISABLE|UNSAFE|_AST\b|_HYG\b|_CAP\b", re.IGNORECASE)
+    assert [variable.env for variable in config.VARIABLES if pattern.search(variable.env)] == []
+
+
+def test_the_entry_point_never_passes_layers() -> None:
+    """`python -m pgmcp` builds the server with the factories' default: ALL_LAYERS."""
+    tree = ast.parse((SOURCE / "__main__.py").read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assert not any(keyword.arg == "layers" for call in calls for keyword in call.keywords)
+    for factory in (create_app, create_mcp):
+        default = factory.__kwdefaults__ or {}
+        assert default.get("layers") is ALL_LAYERS
+
+
+@pytest.fixture(scope="module")
+def production(pg: NativePostgres) -> Iterator[McpServerProcess]:
+    """The real entry point, with environment variables an operator might try to switch layers off with."""
+    tries = {name: "off" for name in ("MCP_LAYERS", "MCP_DISABLE_AST", "MCP_READ_ONLY", "MCP_GUARD", "PGMCP_LAYERS")}
+    process = start_mcp_process(pg, keys={"ops": secrets.token_hex(32)}, overrides=tries)
+    try:
+        yield process
+    finally:
+        process.cleanup()
+
+
+def test_production_runs_every_layer_whatever_the_environment(production: McpServerProcess) -> None:
+    log = production.log_text()
+    assert "layers role,ro,one,ast,tmo,cap,hyg" in log
+    for name in ("MCP_LAYERS", "MCP_DISABLE_AST", "MCP_READ_ONLY", "MCP_GUARD"):
+        assert f"{name} is not a setting of this server (ignored)" in log
