@@ -23,7 +23,7 @@ from pgmcp.guard import QueryRejected, ValidatedQuery, validate
 from pgmcp.layers import Layers
 from tests.fixtures.native_pg import NativePostgres, start_native_postgres
 from tests.security.corpus import CORPUS
-from tests.security.test_legit_queries import LEGIT
+from tests.security.legit_corpus import LEGIT
 
 GUARD_ONLY = Layers.only("one", "ast")
 
