@@ -58,6 +58,8 @@ roles_main() {
 		ALTER ROLE mcp_reader SET statement_timeout = :'reader_timeout';
 		ALTER ROLE mcp_reader SET idle_in_transaction_session_timeout = '60s';
 		ALTER ROLE mcp_reader SET lock_timeout = '2s';
+		-- A sort or hash that spills cannot fill the disk: past this, the query fails (SQLSTATE 53400).
+		ALTER ROLE mcp_reader SET temp_file_limit = '1GB';
 
 		-- Backup operator: reads every table of every database; may use the reserved connection slots,
 		-- so a backup still runs when ordinary clients hold every other slot.

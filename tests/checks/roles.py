@@ -159,6 +159,7 @@ def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
     settings = str(reader["settings"])
     assert "default_transaction_read_only=on" in settings
     assert "statement_timeout=" in settings
+    assert "temp_file_limit=1GB" in settings
     assert reader["member_of"] == []
     assert attributes["backup_operator"]["member_of"] == ["pg_read_all_data", "pg_use_reserved_connections"]
     assert attributes["app_owner"]["member_of"] == []

@@ -139,6 +139,7 @@ class Database:
         self._layers = layers
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._diagnosis: tuple[float, str] | None = None
+        self._diagnosis_lock = anyio.Lock()
         self._deferred_tasks: set[asyncio.Task[None]] = set()
         self.catalog: catalog.FunctionCatalog | None = None
         self.verdicts: Verdicts | None = None
@@ -356,10 +357,20 @@ class Database:
         ]
 
     async def _diagnose_unavailable(self) -> str:
-        """Why no connection came in time: one direct connection attempt, cached for a second."""
-        now = time.monotonic()
-        if self._diagnosis is not None and now - self._diagnosis[0] < DIAGNOSIS_TTL_S:
-            return self._diagnosis[1]
+        """Why no connection came in time: one direct connection attempt, cached for a second.
+
+        One attempt at a time (calls that time out together wait for it): the pool plus this one connection must
+        fit in the role's CONNECTION LIMIT, or the diagnosis would cause the shortage it reports."""
+        async with self._diagnosis_lock:
+            now = time.monotonic()
+            if self._diagnosis is not None and now - self._diagnosis[0] < DIAGNOSIS_TTL_S:
+                return self._diagnosis[1]
+            message = await self._diagnose()
+            self._diagnosis = (time.monotonic(), message)
+            logger.warning("%s", message)
+            return message
+
+    async def _diagnose(self) -> str:
         settings = self._settings
         waited = settings.pool_timeout_ms / 1000
         try:
@@ -388,8 +399,6 @@ class Database:
                 f"database busy: all {stats.get('pool_size', settings.pool_max_size)} pooled connections were in "
                 f"use for {waited:.1f} s. This is transient: retry in a few seconds, and prefer cheaper queries"
             )
-        self._diagnosis = (now, message)
-        logger.warning("%s", message)
         return message
 
 

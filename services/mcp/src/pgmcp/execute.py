@@ -45,7 +45,7 @@ WATCHDOG_ABANDON_S = 2.0
 """How long after that cancel the call gives up on the connection (it is closed, the pool replaces it)."""
 CANCEL_REQUEST_TIMEOUT_S = 2.0
 MAX_CHUNK_ROWS = 500
-"""Rows per fetch without the CAP layer (tests only)."""
+"""Rows per chunk without the CAP layer (tests only)."""
 CHUNK_ROWS = 16
 """Rows libpq hands over at a time while streaming. Small, because rows can be wide (a chunk is held whole in
 memory, per concurrent call) and because the caps stop the stream early; larger chunks save nothing measurable."""
@@ -111,7 +111,7 @@ class Executor:
         """Run a statement (already validated by the guard) and return its capped result."""
 
         async def work(conn: Connection) -> tuple[Outcome, list[tuple[int, int]]]:
-            cursor = AsyncRawCursor(conn)
+            cursor = AsyncRawCursor(conn) if self._layers.one else _SimpleProtocolCursor(conn)
             started = time.perf_counter()
             fetched = await self._fetch(cursor, statement, params, limits)
             fetched[0].elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -270,24 +270,12 @@ class Executor:
     def _rows(
         self, cursor: AsyncRawCursor[Any], statement: str, params: Sequence[ParamValue] | None, limits: Limits
     ) -> AsyncGenerator[Sequence[Any], None]:
-        if self._layers.one:
-            chunk = MAX_CHUNK_ROWS if limits.max_rows is None else max(1, min(limits.max_rows + 1, CHUNK_ROWS))
-            # stream() always uses the extended protocol; it is an async generator (closing it cancels the query)
-            stream = cursor.stream(statement, list(params) if params else None, size=chunk)
-            return cast(AsyncGenerator[Sequence[Any], None], stream)
-        return self._simple_protocol_rows(cursor, statement, params)
-
-    async def _simple_protocol_rows(
-        self, cursor: AsyncRawCursor[Any], statement: str, params: Sequence[ParamValue] | None
-    ) -> AsyncGenerator[Sequence[Any], None]:
-        """Without ONE: the text goes as-is over the simple protocol (several statements run). Tests only."""
-        await cursor.execute(statement, list(params) if params else None)
-        while cursor.description is not None:
-            batch = await cursor.fetchmany(MAX_CHUNK_ROWS)
-            if not batch:
-                return
-            for row in batch:
-                yield row
+        """Stream the rows (libpq's chunked mode: a few rows at a time, never the whole result): with ONE over the
+        extended protocol, without it over the simple protocol (`_SimpleProtocolCursor`). Closing the generator
+        early cancels the query."""
+        chunk = MAX_CHUNK_ROWS if limits.max_rows is None else max(1, min(limits.max_rows + 1, CHUNK_ROWS))
+        stream = cursor.stream(statement, list(params) if params else None, size=chunk)
+        return cast(AsyncGenerator[Sequence[Any], None], stream)
 
     def _describe(self, cursor: AsyncRawCursor[Any], outcome: Outcome, pending: list[tuple[int, int]]) -> list[bool]:
         """Column names, and type names as PostgreSQL spells them (format_type), from a cache; types not yet
@@ -326,6 +314,17 @@ class Executor:
             if not column.type:
                 key = next(keys)
                 outcome.columns[index] = Column(column.name, self._type_names.get(key, f"oid {key[0]}"))
+
+
+class _SimpleProtocolCursor(AsyncRawCursor[Any]):
+    """What runs without the ONE layer (tests only): the text goes over the simple query protocol, as a naive
+    server would send it, so a second statement reaches the database and runs. psycopg's stream() always asks for
+    the extended protocol; this cursor drops that request (a statement without parameters then goes as a simple
+    Query message, still in chunked mode, so CAP streams here too). Relies on psycopg's `_execute_send` hook,
+    pinned with psycopg 3.3 (tests/fast/mcp/test_safety.py proves both behaviours)."""
+
+    def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
+        super()._execute_send(query, force_extended=False, binary=binary)
 
 
 def _timeout_message(settings: Settings, *, abandoned: bool = False) -> str:
