@@ -12,6 +12,7 @@ BACKUP ?= latest
 TARGET_DB ?=
 FORCE ?=
 PYTEST_ARGS ?=
+LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
 	backup-now backups restore restore-drill rotate-password bench bench-backup load conformance images
@@ -83,7 +84,7 @@ bench-backup: venv ## backup benchmark at 1M orders vs plain pg_dump/pg_restore 
 	$(PY) -m loadtests.bench_backup
 
 load: venv ## Locust load run against the MCP endpoint, with pass/fail thresholds (reports/)
-	ops/load.sh
+	$(PY) -m loadtests.load $(LOAD_ARGS)
 
 conformance: venv ## MCP conformance suite (Node 22 from npm) against a server it starts
 	ops/conformance.sh

@@ -114,6 +114,27 @@ async def test_ro_alone_stops_writes_inside_one_statement(
     assert database_state(superuser) == before
 
 
+async def test_without_one_a_second_statement_reaches_the_database(
+    connect: Connect, superuser: psycopg.Connection
+) -> None:
+    """The tests-only path without ONE is faithful: the text goes over the simple protocol and both statements
+    run (the advisory lock is session-level, so it outlives the rollback; HYG is off to keep it)."""
+    layers = Layers(one=False, ast=False, hyg=False)
+    async with connect(layers=layers, pool_min_size=1, pool_max_size=1) as client:
+        structured = await call_checked(client, "query", {"sql": "SELECT 1 AS first; SELECT pg_advisory_lock(4343)"})
+        held = superuser.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND granted"
+        ).fetchone()
+    assert rows_of(structured) == [[1]] and held == (1,)
+
+
+async def test_cap_alone_still_streams(connect: Connect) -> None:
+    """Without ONE the statement still streams in chunks, so CAP stops a result far larger than memory."""
+    async with connect(layers=Layers.only("cap"), max_rows=3) as client:
+        structured = await call_checked(client, "query", {"sql": "SELECT generate_series(1, 1000000000)"})
+    assert rows_of(structured) == [[1], [2], [3]] and structured["truncated_reason"] == "max_rows"
+
+
 async def test_one_alone_refuses_a_second_statement(connect: Connect, superuser: psycopg.Connection) -> None:
     before = database_state(superuser)
     async with connect(layers=Layers.only("one")) as client:

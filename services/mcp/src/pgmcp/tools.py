@@ -44,7 +44,7 @@ from pgmcp.types import ParamValue
 
 logger = logging.getLogger(__name__)
 
-MAX_SQL_CHARS = 100_000
+MAX_SQL_CHARS = guard.MAX_SQL_CHARS  # one limit: the schema refuses what the guard would refuse
 MAX_PARAMS = 100
 MAX_LIST_TABLES = 1000
 MAX_SEARCH_RESULTS = 200
