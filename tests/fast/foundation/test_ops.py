@@ -155,11 +155,10 @@ def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
     tools = scratch / "bin"
     tools.mkdir()
     for tool in ("bash", "id", "grep", "dirname", "basename", "cat", "tail", "env"):
-        (tools / tool).symlink_to(
-            subprocess.run(
-                ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        )
+        # the system's copies: a caller's PATH may point into directories only root can enter (pyenv)
+        system_tool = shutil.which(tool, path="/usr/bin:/bin")
+        assert system_tool, f"{tool} is missing from /usr/bin and /bin"
+        (tools / tool).symlink_to(system_tool)
     try:
         result = subprocess.run(
             [
