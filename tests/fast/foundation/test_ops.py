@@ -153,7 +153,8 @@ def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="pgstack-engine-"))
     scratch.chmod(0o755)
     tools = scratch / "bin"
-    tools.mkdir()
+    tools.mkdir(mode=0o755)
+    tools.chmod(0o755)  # whatever the process umask
     for tool in ("bash", "id", "grep", "dirname", "basename", "cat", "tail", "env"):
         # the system's copies: a caller's PATH may point into directories only root can enter (pyenv)
         system_tool = shutil.which(tool, path="/usr/bin:/bin")
