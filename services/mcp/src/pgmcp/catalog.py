@@ -16,7 +16,13 @@ with `load_function_catalog()`, plus a fixed policy:
   the catalogue (`txid_current()` assigns a transaction ID even in a read-only transaction; `table_to_xml`
   runs a query of its own; tablefunc's `crosstab()` runs any SQL text), which is why the list exists next
   to the volatility gate;
-- SECURITY DEFINER functions are refused: they run with their owner's privileges, around the ROLE layer.
+- SECURITY DEFINER functions are refused: they run with their owner's privileges, around the ROLE layer;
+- a volatility label is the author's promise, not something PostgreSQL enforces on what a function calls: a
+  STABLE plpgsql function may call `pg_advisory_lock()` or `pg_notify()`. Labels are believed for the
+  functions of initdb and of installed extensions (their code is the server's and the extension's own) and for
+  C functions (only a superuser can create them). A function a database user wrote is believed only when it
+  is LANGUAGE sql and its body passes the same AST checks as a query (`pgmcp.guard.vet_function_bodies`);
+  one in any other language (plpgsql, plpython, ...), or with SET clauses of its own, is refused.
 
 Operators and casts reach functions without call syntax, so they go through the same gate: an operator
 is allowed only when every operator of that name visible to the query is backed by an allowed function,
@@ -26,8 +32,8 @@ and a cast to a type only when the type's input function and every cast function
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -222,6 +228,11 @@ class FunctionInfo:
     defaults: int = 0  # how many trailing arguments have defaults
     variadic: bool = False
     security_definer: bool = False
+    # Why the volatility label cannot be believed (see the module docstring), or None. Set by the loader
+    # for user-written functions, and cleared by `pgmcp.guard.vet_function_bodies` for a clean SQL body.
+    distrust: str | None = None
+    # The CREATE FUNCTION text of a user-written LANGUAGE sql function, for the guard to check its body.
+    definition: str | None = None
 
     def __post_init__(self) -> None:
         if self.volatility not in VOLATILITY_NAMES:
@@ -300,6 +311,13 @@ def judge_function(function: FunctionInfo, count: int | None = None) -> Refusal 
             f"{function.signature} is SECURITY DEFINER: it runs with its owner's privileges, not the reader's",
             "ask the operator to expose what you need through a view the reader role may SELECT from",
         )
+    if function.distrust is not None:
+        return Refusal(
+            "function_denied",
+            f"{function.signature} {function.distrust}",
+            "ask the operator to rewrite it as a LANGUAGE sql function whose body only reads, or to expose "
+            "the data through a view",
+        )
     if function.volatility == "v" and function.name not in ALLOWED_VOLATILE:
         return Refusal(
             "function_volatile",
@@ -376,6 +394,29 @@ class FunctionCatalog:
         schema, name = _split_name(parts)
         return self._visible(self._types_by_name.get(name, ()), schema)
 
+    def sql_bodied(self) -> tuple[FunctionInfo, ...]:
+        """The user-written SQL functions whose bodies the guard checks (those loaded with a definition)."""
+        return tuple(function for function in self.functions if function.definition is not None)
+
+    def with_distrust(self, verdicts: Mapping[str, str | None]) -> FunctionCatalog:
+        """A copy in which each function whose `signature` is in `verdicts` has that `distrust` instead,
+        wherever it appears: called by name, behind an operator or as a type's input or cast function."""
+
+        def judged(function: FunctionInfo) -> FunctionInfo:
+            if function.signature not in verdicts:
+                return function
+            return replace(function, distrust=verdicts[function.signature])
+
+        return FunctionCatalog(
+            tuple(judged(function) for function in self.functions),
+            tuple(replace(operator, function=judged(operator.function)) for operator in self.operators),
+            tuple(
+                replace(type_info, functions=tuple(judged(function) for function in type_info.functions))
+                for type_info in self.types
+            ),
+            self.search_path,
+        )
+
     # -- the policy, applied to names as a query writes them ------------------------------------------
 
     def check_call(self, parts: Sequence[str], count: int | None) -> Refusal | None:
@@ -436,28 +477,43 @@ def _index(items: Iterable[Any]) -> dict[str, tuple[Any, ...]]:
 
 # -- loading from the server ----------------------------------------------------------------------------
 
-_FUNCTIONS_SQL = """
-SELECT n.nspname, p.proname, p.provolatile, p.proargtypes::regtype[]::text[], p.prokind,
-       p.pronargdefaults, p.provariadic <> 0, p.prosecdef
-FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+# The columns `_function_from` reads, for the pg_proc row aliased `f` (joined to its namespace `fn` and its
+# language `fl`). `user_written`: created by a database user, not by initdb (OIDs below FirstNormalObjectId,
+# 16384) and not by an extension's script. Only the SQL functions among those need their definition.
+_FUNCTION_COLUMNS = """
+fn.nspname, f.proname, f.provolatile, f.proargtypes::regtype[]::text[], f.prokind,
+f.pronargdefaults, f.provariadic <> 0, f.prosecdef, fl.lanname, f.proconfig IS NOT NULL,
+uw.user_written,
+CASE WHEN uw.user_written AND fl.lanname = 'sql' AND f.prokind IN ('f', 'p')
+     THEN pg_catalog.pg_get_functiondef(f.oid) END
 """
 
-_OPERATORS_SQL = """
+_FUNCTION_JOINS = """
+JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+JOIN pg_catalog.pg_language fl ON fl.oid = f.prolang
+CROSS JOIN LATERAL (
+    SELECT f.oid >= 16384 AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = f.oid AND d.deptype = 'e'
+    ) AS user_written
+) AS uw
+"""
+
+_FUNCTIONS_SQL = f"SELECT {_FUNCTION_COLUMNS} FROM pg_catalog.pg_proc f {_FUNCTION_JOINS}"
+
+_OPERATORS_SQL = f"""
 SELECT n.nspname, o.oprname, nullif(o.oprleft, 0)::regtype::text, nullif(o.oprright, 0)::regtype::text,
-       fn.nspname, f.proname, f.provolatile, f.proargtypes::regtype[]::text[], f.prokind,
-       f.pronargdefaults, f.provariadic <> 0, f.prosecdef
+       {_FUNCTION_COLUMNS}
 FROM pg_catalog.pg_operator o
 JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
 JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
-JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+{_FUNCTION_JOINS}
 """
 
 # For each type: its input function, and the function of every cast into it (castfunc 0 = binary or
 # I/O coercion, which runs the input function already listed).
-_TYPES_SQL = """
-SELECT tn.nspname, t.typname, fn.nspname, f.proname, f.provolatile, f.proargtypes::regtype[]::text[],
-       f.prokind, f.pronargdefaults, f.provariadic <> 0, f.prosecdef
+_TYPES_SQL = f"""
+SELECT tn.nspname, t.typname, {_FUNCTION_COLUMNS}
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
 JOIN LATERAL (
@@ -466,15 +522,43 @@ JOIN LATERAL (
     SELECT c.castfunc FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castfunc <> 0
 ) AS reached ON true
 JOIN pg_catalog.pg_proc f ON f.oid = reached.fid
-JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+{_FUNCTION_JOINS}
 ORDER BY tn.nspname, t.typname
 """
 
 _SEARCH_PATH_SQL = "SELECT pg_catalog.current_schemas(true)::text[]"
 
 
+def _distrust(language: str, has_settings: bool, user_written: bool) -> str | None:
+    """Why a function's volatility label cannot be believed as loaded, or None (see the module docstring)."""
+    if not user_written or language in ("internal", "c"):
+        return None
+    if has_settings:
+        return "sets configuration of its own (SET ... in its definition), which changes what its body calls"
+    if language == "sql":
+        # believed only once pgmcp.guard.vet_function_bodies has checked the body
+        return "has a SQL body that has not been checked"
+    return (
+        f"is written in {language}, whose body this server cannot check: its volatility label does not stop it "
+        "from calling functions that take locks, send notifications or change settings"
+    )
+
+
 def _function_from(row: Sequence[Any]) -> FunctionInfo:
-    schema, name, volatility, argument_types, kind, defaults, variadic, security_definer = row
+    (
+        schema,
+        name,
+        volatility,
+        argument_types,
+        kind,
+        defaults,
+        variadic,
+        security_definer,
+        language,
+        has_settings,
+        user_written,
+        definition,
+    ) = row
     return FunctionInfo(
         schema,
         name,
@@ -484,6 +568,9 @@ def _function_from(row: Sequence[Any]) -> FunctionInfo:
         int(defaults),
         bool(variadic),
         bool(security_definer),
+        _distrust(language, bool(has_settings), bool(user_written)),
+        # a function with SET clauses stays refused, however clean its body: no definition to vet
+        None if has_settings else definition,
     )
 
 
@@ -492,6 +579,7 @@ async def load_function_catalog(conn: psycopg.AsyncConnection[Any]) -> FunctionC
 
     Runs four catalogue queries (a few milliseconds); call it at startup and again whenever the schema
     may have gained functions. Functions created after loading are unknown and so refused, never allowed.
+    User-written SQL functions come back distrusted until `pgmcp.guard.vet_function_bodies` checks them.
     """
     async with conn.cursor() as cursor:
         await cursor.execute(_FUNCTIONS_SQL)

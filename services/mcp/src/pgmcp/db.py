@@ -24,7 +24,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgmcp import catalog, role_audit
+from pgmcp import catalog, guard, role_audit
 from pgmcp.config import Settings
 from pgmcp.errors import DatabaseUnavailable, DatabaseUnreachable, StartupRefused
 from pgmcp.layers import Layers
@@ -156,7 +156,8 @@ class Database:
             problems = await self._startup_problems(conn, self.server)
             if problems:
                 raise StartupRefused(problems)
-            self.catalog = await catalog.load_function_catalog(conn)
+            # user-written SQL functions are believed only once their bodies pass the AST checks
+            self.catalog = guard.vet_function_bodies(await catalog.load_function_catalog(conn))
             self.verdicts = Verdicts(self.catalog, self._layers)
         finally:
             await conn.close()

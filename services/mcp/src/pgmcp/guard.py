@@ -29,7 +29,15 @@ from pgmcp.layers import Layers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_SQL_CHARS", "MAX_TOKENS", "RULES", "QueryRejected", "ValidatedQuery", "validate"]
+__all__ = [
+    "MAX_SQL_CHARS",
+    "MAX_TOKENS",
+    "RULES",
+    "QueryRejected",
+    "ValidatedQuery",
+    "validate",
+    "vet_function_bodies",
+]
 
 RULES = frozenset(
     {
@@ -270,9 +278,13 @@ def _check_statement(statement: ast.Node | None, catalog: FunctionCatalog) -> st
             statement_type, (f"{statement_type.removesuffix('Stmt')} statements change the database", _HINT_ONE_SELECT)
         )
         raise _rejected("statement_type", what, hint)
-    kind = "values" if statement.valuesLists else "select"
+    _walk(statement, catalog)
+    return "values" if statement.valuesLists else "select"
 
-    stack: list[Any] = [statement]
+
+def _walk(root: ast.Node, catalog: FunctionCatalog) -> None:
+    """Check every node below and including `root`; raise QueryRejected at the first refused one."""
+    stack: list[Any] = [root]
     while stack:
         item = stack.pop()
         if isinstance(item, (tuple, list)):
@@ -285,7 +297,6 @@ def _check_statement(statement: ast.Node | None, catalog: FunctionCatalog) -> st
             value = getattr(item, slot, None)
             if isinstance(value, (ast.Node, tuple, list)):
                 stack.append(value)
-    return kind
 
 
 def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
@@ -378,3 +389,65 @@ def _check_statements(
     elif isinstance(statements[0].stmt, ast.SelectStmt):
         kind = "values" if statements[0].stmt.valuesLists else "select"
     return ValidatedQuery(text, _fingerprint(text), kind, len(statements))
+
+
+# -- user-written SQL functions ----------------------------------------------------------------------------
+
+
+def _body_statements(definition: str) -> tuple[Any, ...]:
+    """The statements of a CREATE FUNCTION text: a BEGIN ATOMIC list, a RETURN, or the quoted AS body."""
+    (raw,) = _parse(definition)
+    create = raw.stmt
+    if not isinstance(create, ast.CreateFunctionStmt):
+        raise _rejected("syntax", "its definition is not a CREATE FUNCTION statement", _HINT_ONE_SELECT)
+    if create.sql_body is not None:
+        if isinstance(create.sql_body, ast.ReturnStmt):
+            return (create.sql_body,)
+        return tuple(statement for block in create.sql_body for statement in block)
+    bodies = [option.arg for option in create.options or () if option.defname == "as"]
+    text = "".join(str(part.sval) for arg in bodies for part in arg if isinstance(part, ast.String))
+    return tuple(raw.stmt for raw in _parse(text))
+
+
+def _body_problem(definition: str, catalog: FunctionCatalog) -> str | None:
+    """Why the body of one SQL function fails the AST checks against `catalog`, or None when it only reads."""
+    try:
+        for statement in _body_statements(definition):
+            if isinstance(statement, ast.ReturnStmt):
+                if statement.returnval is not None:
+                    _walk(statement.returnval, catalog)
+            else:
+                _check_statement(statement, catalog)
+    except QueryRejected as exc:
+        what = exc.message.removeprefix("query rejected: ").split("\nhint:")[0]
+        return f"has a SQL body this server refuses ({exc.rule}: {what})"
+    return None
+
+
+def vet_function_bodies(catalog: FunctionCatalog) -> FunctionCatalog:
+    """The catalogue with each user-written SQL function believed exactly when its body passes the AST checks.
+
+    Bodies call one another, recursion included, so this is a greatest fixpoint: start by believing every
+    SQL body, refuse the ones that fail, and check again until nothing changes. A body that calls a refused
+    function fails in a later round; what is left believed calls only what is believed.
+    """
+    bodied = {function.signature: function for function in catalog.sql_bodied()}
+    verdicts: dict[str, str | None] = dict.fromkeys(bodied)
+    while True:
+        current = catalog.with_distrust(verdicts)
+        refused = {
+            signature: problem
+            for signature, function in bodied.items()
+            if verdicts[signature] is None
+            and (problem := _body_problem(function.definition or "", current)) is not None
+        }
+        if not refused:
+            if bodied:
+                logger.info(
+                    "checked %d user-written SQL functions: %d refused (%s)",
+                    len(bodied),
+                    sum(verdict is not None for verdict in verdicts.values()),
+                    ", ".join(sorted(signature for signature, verdict in verdicts.items() if verdict)) or "none",
+                )
+            return current
+        verdicts.update(refused)
