@@ -6,11 +6,13 @@ The full adversarial suite lives in tests/security/."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import anyio
 import psycopg
 import pytest
 
+from pgmcp import execute
 from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.execute import Executor
@@ -152,12 +154,18 @@ async def test_pg_sleep_is_refused_by_the_guard(connect: Connect) -> None:
 # pg_sleep is on the guard's deny-list: AST is off here so the statement reaches the database and TMO must act
 @pytest.mark.parametrize("layers", [Layers(ast=False), Layers.only("tmo")], ids=["other-layers-on", "tmo-alone"])
 async def test_pg_sleep_is_cancelled_by_the_server_side_timeout(
-    connect: Connect, superuser: psycopg.Connection, layers: Layers
+    connect: Connect, superuser: psycopg.Connection, layers: Layers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The watchdog would give the same 57014 error: hold it back 30 s, so that only the server-side
+    # statement_timeout can end the sleep sooner. The bound below tells the two apart; it measures nothing.
+    monkeypatch.setattr(execute, "WATCHDOG_GRACE_S", 30.0)
     sleeper = "SELECT pg_sleep(60) /* tmo probe */"
     async with connect(layers=layers, statement_timeout_ms=300, pool_timeout_ms=200, lock_timeout_ms=100) as client:
+        started = time.monotonic()
         message = error_text(await client.call_tool("query", {"sql": sleeper}))
+        ended_by_the_server = time.monotonic() - started < execute.WATCHDOG_GRACE_S
         after = await call_checked(client, "query", {"sql": "SELECT 1"})
+    assert ended_by_the_server
     assert message.startswith("query timed out: it ran longer than the 300 ms statement timeout")
     assert "(SQLSTATE 57014)" in message and "hint: " in message
     assert rows_of(after) == [[1]]
