@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pgbackup.config import SPECS
+from pgmcp.config import VARIABLES, Settings
+
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "compose" / "compose.yaml"
 LONG_RUNNING = ("postgres", "mcp", "backup")
@@ -64,3 +67,70 @@ def test_backup_reaches_only_the_internal_network(services: dict[str, Any]) -> N
     assert networks["backend"]["internal"] is True
     assert services["backup"]["networks"] == ["backend"]
     assert services["restore-drill"]["network_mode"] == "none"
+
+
+# Settings of the backup sidecar that belong to the container, not to the operator: where things are and how
+# the sidecar reaches postgres inside the stack. Everything else must reach the container from compose/.env.
+BACKUP_INTERNAL = {
+    "BACKUP_PGHOST",
+    "BACKUP_PGPORT",
+    "BACKUP_PGUSER",
+    "BACKUP_PGPASSWORD",
+    "BACKUP_PGPASSWORD_FILE",
+    "BACKUP_PGDATABASE",
+    "BACKUP_PGCONNECT_TIMEOUT",
+    "BACKUP_CONNECT_RETRY",
+    "BACKUP_DIR",
+    "BACKUP_STATUS_PORT",
+    "BACKUP_STATUS_BIND",
+    "BACKUP_PG_BIN_DIR",
+    "BACKUP_DRILL_WORK_DIR",
+    "BACKUP_DRILL_USER",
+}
+# Stricter in the stack than the sidecar's own defaults, on purpose (and said so in .env.example).
+BACKUP_STACK_DEFAULTS = {"BACKUP_DRILL_MAX_RTO": "600", "BACKUP_DRILL_MAX_RPO": "7200"}
+
+
+def test_every_operator_setting_of_the_backup_sidecar_reaches_it(services: dict[str, Any]) -> None:
+    """A BACKUP_* line in compose/.env must not be silently ignored: each operator setting is passed through,
+    with the sidecar's own default (so an unset variable behaves as documented in services/backup/README.md)."""
+    passed = {**services["backup"]["environment"], **services["restore-drill"]["environment"]}
+    for spec in SPECS:
+        if spec.name in BACKUP_INTERNAL:
+            continue
+        assert spec.name in passed, f"{spec.name} is not passed to the backup service in compose.yaml"
+        default = BACKUP_STACK_DEFAULTS.get(spec.name, spec.default)
+        assert passed[spec.name] == f"${{{spec.name}:-{default}}}", spec.name
+
+
+# Settings of the MCP server fixed by the stack itself: how it reaches postgres, where its secrets are, where it
+# listens. MCP_DEV_ALLOW_PRIVILEGED_ROLE is left out on purpose: the stack never starts on a privileged role.
+MCP_INTERNAL = {
+    "MCP_DATABASE_HOST",
+    "MCP_DATABASE_PORT",
+    "MCP_DATABASE_NAME",
+    "MCP_DATABASE_USER",
+    "MCP_DATABASE_PASSWORD",
+    "MCP_API_KEYS",
+    "MCP_BIND_HOST",
+    "MCP_PORT",
+    "MCP_DEV_ALLOW_PRIVILEGED_ROLE",
+}
+
+
+def test_every_operator_setting_of_the_mcp_server_reaches_it(services: dict[str, Any]) -> None:
+    """Each operator setting is passed through from compose/.env with the server's own default, and those
+    defaults, as Compose hands them over when nothing is set, parse to exactly the server's defaults."""
+    environment = services["mcp"]["environment"]
+    assert "MCP_DEV_ALLOW_PRIVILEGED_ROLE" not in environment
+    unset: dict[str, str] = {}
+    for variable in VARIABLES:
+        if variable.env in MCP_INTERNAL:
+            continue
+        assert variable.env in environment, f"{variable.env} is not passed to the mcp service in compose.yaml"
+        reference = str(environment[variable.env])
+        prefix = f"${{{variable.env}:-"
+        assert reference.startswith(prefix) and reference.endswith("}"), (variable.env, reference)
+        unset[variable.env] = reference.removeprefix(prefix).removesuffix("}")
+    parsed = Settings.from_env({**unset, "MCP_DATABASE_PASSWORD": "x"})
+    assert parsed == Settings(database_password="x")
