@@ -50,6 +50,20 @@ def test_root_filesystem_is_read_only(stack: Stack, service: str) -> None:
     assert attempt.rc != 0 and "Read-only file system" in attempt.stderr
 
 
+# The only volumes a long-running service may write: its named volume (none for mcp). Anything else writable is
+# a tmpfs. An image's VOLUME line (the postgres image declares /var/lib/postgresql, and the backup image inherits
+# it) would otherwise give the container an anonymous volume: writable storage around the read-only root
+# filesystem, left behind on the host by every `make down`.
+NAMED_VOLUMES = {"postgres": {"pgdata"}, "mcp": set(), "backup": {"backups"}}
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING)
+def test_no_anonymous_volume_is_mounted(stack: Stack, service: str) -> None:
+    mounts = inspect(stack, service)["Mounts"]
+    volumes = {mount["Name"] for mount in mounts if mount["Type"] == "volume"}
+    assert volumes == {f"{stack.project}_{name}" for name in NAMED_VOLUMES[service]}, mounts
+
+
 @pytest.mark.parametrize("service", LONG_RUNNING)
 def test_every_capability_is_dropped(stack: Stack, service: str) -> None:
     config = inspect(stack, service)["HostConfig"]
