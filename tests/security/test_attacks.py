@@ -28,6 +28,22 @@ RUNAWAY_SQL = (
 
 RUNS = runs()
 
+# SQLSTATEs that mean an attack is broken, not stopped: it never reached what it aims at, so "nothing changed"
+# would prove nothing. When only database-side layers are on, the statement reaches PostgreSQL, and each attack
+# must be well-formed there: refused for privilege (42501), read-only (25006), the timeout (57014), or run.
+MALFORMED_SQLSTATES = {
+    "42601": "syntax error",
+    "42P01": "undefined table",
+    "42703": "undefined column",
+    "42883": "undefined function",
+    "42704": "undefined object",
+    "42702": "ambiguous column",
+    "42804": "datatype mismatch",
+    "3F000": "invalid schema name",
+    "42P02": "undefined parameter",
+    "08P01": "protocol violation",
+}
+
 
 @pytest.fixture(scope="module")
 def checker(pg: NativePostgres) -> Iterator[psycopg.Connection]:
@@ -113,6 +129,11 @@ def check_run(
             assert expected in texts[0], texts[0]
     elif set(run.layers) & {"one", "ast"}:
         assert results[0].is_error and "\nrule: " in texts[0], texts[0]
+    else:
+        # only database-side layers: the attack reached PostgreSQL, and must be one that could work there
+        for text in texts:
+            broken = [name for code, name in MALFORMED_SQLSTATES.items() if f"(SQLSTATE {code})" in text]
+            assert not broken, f"the attack itself is broken ({', '.join(broken)}), so it proves nothing:\n{text}"
     if attack.leak is not None:
         assert not any(attack.leak in text for text in texts)
     assert not canary.exists(), f"{canary} was written"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.native_pg import SERVICE_USER, service_user_ids
+
 REPO = Path(__file__).resolve().parents[3]
 ENTRYPOINT = REPO / "ops" / "images" / "postgres" / "docker-entrypoint.sh"
 
@@ -147,8 +149,8 @@ def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
     if os.geteuid() != 0:
         user_prefix: list[str] = []
     else:
-        subprocess.run(["id", "pgstack-test"], check=True, capture_output=True)  # made by the pg fixture
-        user_prefix = ["runuser", "-u", "pgstack-test", "--"]
+        service_user_ids()  # creates the unprivileged user when it is missing
+        user_prefix = ["runuser", "-u", SERVICE_USER, "--"]
     # pytest's tmp_path is private to root: the unprivileged user needs a directory it can enter
     scratch = Path(tempfile.mkdtemp(prefix="pgstack-engine-"))
     scratch.chmod(0o755)

@@ -199,8 +199,8 @@ def _restore_one(
         if cancel is not None:
             cancel.check()
         return report.record(f"restore {database.name}", False, str(exc))
+    problems, rows = compare_counts(lambda: server.connect(database.name), database, jobs=settings.restore_jobs)
     with server.connect(database.name) as restored:
-        problems, rows = compare_counts(restored, database)
         report.databases.append({"name": database.name, "tables": len(database.tables), "rows": rows})
         if not report.record(
             f"row counts {database.name}",

@@ -10,11 +10,14 @@ name; its row counts are compared with the manifest; only then is an existing ta
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from pgbackup.cancel import Cancellation
@@ -24,7 +27,7 @@ from pgbackup.config import Settings
 from pgbackup.db import Connection, connect, database_exists, scalar
 from pgbackup.errors import RestoreError, TargetExistsError, VerificationError
 from pgbackup.files import shared_lock
-from pgbackup.manifest import MANIFEST_NAME, Database, Role
+from pgbackup.manifest import MANIFEST_NAME, Database, Role, TableCount
 from pgbackup.pgtools import client_env, find_tool, run_tool
 from pgbackup.verify import check_archives, check_checksums
 
@@ -195,22 +198,46 @@ def restore_archive(
     )
 
 
-def compare_counts(conn: Connection, database: Database) -> tuple[list[str], int]:
-    """(problems, total rows): each manifest table's exact count in the connected database."""
+def compare_counts(
+    connect_restored: Callable[[], Connection], database: Database, *, jobs: int = 1
+) -> tuple[list[str], int]:
+    """(problems, total rows): each manifest table's exact count in the restored database.
+
+    Tables are counted on up to `jobs` connections at once (those of `connect_restored()`), the parallelism
+    pg_restore just had: an exact count reads the whole table, and big tables would otherwise be counted one
+    after another on one core.
+    """
+    tables = list(database.tables)
+    workers = max(1, min(jobs, len(tables)))
+    pending: queue.SimpleQueue[TableCount] = queue.SimpleQueue()
+    for table in tables:
+        pending.put(table)
+    counted: dict[tuple[str, str], int | str] = {}
+
+    def count_some() -> None:
+        with connect_restored() as conn:
+            while True:
+                try:
+                    table = pending.get_nowait()
+                except queue.Empty:
+                    return
+                statement = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                    sql.Identifier(table.schema), sql.Identifier(table.table)
+                )
+                try:
+                    counted[table.schema, table.table] = int(scalar(conn, statement))
+                except psycopg.Error as exc:
+                    counted[table.schema, table.table] = str(exc).strip()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgbackup-count") as pool:
+        for future in [pool.submit(count_some) for _ in range(workers)]:
+            future.result()  # a failed connection is raised here, as it was before counting began
     problems = []
     total = 0
-    for table in database.tables:
-        try:
-            rows = int(
-                scalar(
-                    conn,
-                    sql.SQL("SELECT count(*) FROM {}.{}").format(
-                        sql.Identifier(table.schema), sql.Identifier(table.table)
-                    ),
-                )
-            )
-        except Exception as exc:
-            problems.append(f"{table.schema}.{table.table}: {exc}".strip())
+    for table in tables:  # in manifest order, whatever order the workers finished in
+        rows = counted[table.schema, table.table]
+        if isinstance(rows, str):
+            problems.append(f"{table.schema}.{table.table}: {rows}")
             continue
         total += rows
         if rows != table.rows:
@@ -295,8 +322,9 @@ def restore_set(
                     cancel=cancel,
                     what=f"restore {source.name} of set {backup_set.id}",
                 )
-                with connect(settings, staging) as staged:
-                    problems, result.rows = compare_counts(staged, source)
+                problems, result.rows = compare_counts(
+                    lambda: connect(settings, staging), source, jobs=settings.restore_jobs
+                )
                 if problems:
                     raise VerificationError(
                         f"unable to restore set {backup_set.id}: the restored rows differ from the manifest: "
