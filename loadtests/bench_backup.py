@@ -193,7 +193,7 @@ def run(orders: int, rounds: int, max_overhead: float, report_path: Path) -> int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench_backup", description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000, help="demo orders (default 1000000)")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind; medians compared (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements of each kind; medians compared (default 5)")
     parser.add_argument("--max-overhead", type=float, default=10.0, help="allowed overhead in percent (default 10)")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "bench-backup.json", help="JSON report path")
     args = parser.parse_args(argv)
