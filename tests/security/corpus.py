@@ -185,11 +185,13 @@ CORPUS: tuple[Attack, ...] = (
            frozenset({"ast", "role"}), "statement_type", TEXT),
     Attack("C25b", "COPY a table to a server file", (query("COPY shop.customers TO '{canary}'"),),
            frozenset({"ast", "role"}), "statement_type", TEXT),
+    # dblink is not installed here, so only AST can be shown to stop these in this corpus; ROLE's part (the
+    # server refuses to start while the reader can reach dblink) is test_extension_attacks.py's, with it installed
     Attack("C26a", "dblink_exec", (query("SELECT dblink_exec('dbname=app', 'DROP TABLE shop.order_items')"),),
-           frozenset({"ast", "role"}), "function_denied", (*TEXT, *FUNCTION), ("dblink_exec",)),
+           frozenset({"ast"}), "function_denied", (*TEXT, *FUNCTION), ("dblink_exec",)),
     Attack("C26b", "dblink to the metadata service",
            (query("SELECT * FROM dblink('host=169.254.169.254 dbname=x', 'select 1') AS t(x int)"),),
-           frozenset({"ast", "role"}), "function_denied", TEXT),
+           frozenset({"ast"}), "function_denied", TEXT),
     Attack("C27", "pg_import_system_collations", (query("SELECT pg_import_system_collations('pg_catalog')"),),
            frozenset({"ast", "role", "ro"}), "function_denied", (*SELECT_SHAPED, *FUNCTION),
            ("pg_import_system_collations",)),
