@@ -19,6 +19,7 @@ from tests.fixtures.native_pg import NativePostgres
 from tests.security.conftest import Servers
 from tests.security.corpus import ALL_LAYER_NAMES, CORPUS, Run, runs
 from tests.security.harness import McpHarness, text_of
+from tests.security.legit_corpus import LEGIT
 from tests.security.state import DatabaseState, assert_unchanged, capture_state
 
 RUNAWAY_SQL = (
@@ -150,8 +151,25 @@ def check_run(
         assert harness.session_state() == harness.fresh_session
 
 
+SECTIONS = ("A", "B", "C", "D", "F")
+
+
 def test_corpus_covers_every_section() -> None:
-    assert {attack.section for attack in CORPUS} == {"A", "B", "C", "D", "F"}
+    assert {attack.section for attack in CORPUS} == set(SECTIONS)
     assert len({attack.id for attack in CORPUS}) == len(CORPUS)
     for attack in CORPUS:
         assert attack.stops <= set(ALL_LAYER_NAMES), attack.id
+
+
+def test_the_documented_counts_are_current() -> None:
+    """docs/security.md states the size of the corpus; it must match what runs."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    forms = {(run.attack.id, run.variant) for run in RUNS}
+    sections = ", ".join(
+        f"{section} {sum(attack.section == section for attack in CORPUS)}" for section in sorted(SECTIONS)
+    )
+    assert f"**{len(CORPUS)} attacks** ({sections})" in text
+    assert f"**{len(forms)} forms**" in text
+    assert f"**{len(RUNS)} times**" in text
+    assert f"all layers on ({sum(len(run.layers) == len(ALL_LAYER_NAMES) for run in RUNS)})" in text
+    assert f"**{len(LEGIT)} legitimate analytical queries**" in text
