@@ -5,6 +5,7 @@ Containers here are private (no published port): they are reached through `docke
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import docker
 import pytest
+import yaml
 
 from tests.helpers import wait_until
 
@@ -160,3 +162,77 @@ def test_missing_password_stops_with_instructions(
     container = run_postgres(client, cleanup, volume.name, init_dir, {})
     assert container.wait(timeout=60)["StatusCode"] != 0
     assert "superuser password is not specified" in container.logs().decode()
+
+
+def compose_healthcheck() -> list[str]:
+    """The postgres service's health check from compose.yaml, with Compose's `$$` escapes undone."""
+    compose = yaml.safe_load((REPO / "compose" / "compose.yaml").read_text())
+    return [part.replace("$$", "$") for part in compose["services"]["postgres"]["healthcheck"]["test"]]
+
+
+def test_health_check_is_not_fooled_by_the_init_server(
+    client: docker.DockerClient, cleanup: list[Any], tmp_path: Path
+) -> None:
+    """During init the entrypoint runs a temporary server on the Unix socket only; pg_isready on that socket
+    answers, so a socket-only check would call a half-built database healthy. Compose's check (an authenticated
+    `SELECT 1` over TCP) must stay unhealthy until the real server is up, and be healthy once it is."""
+    init_dir = tmp_path / "initdb"
+    init_dir.mkdir()
+    slow = init_dir / "01-slow.sh"
+    slow.write_text("#!/usr/bin/env bash\necho init-marker-start\nsleep 8\necho init-marker-end\n")
+    for path in (tmp_path, init_dir, slow):
+        path.chmod(0o755)
+    password = tmp_path / "password"
+    password.write_text("health-test-password-1234\n")
+    password.chmod(0o644)
+    volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
+    cleanup.append(volume)
+    second = 1_000_000_000  # the Docker API counts nanoseconds
+    container = client.containers.run(
+        postgres_image(),
+        detach=True,
+        user="999:999",
+        environment={
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_DB": "app",
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+        },
+        volumes={
+            volume.name: {"bind": "/var/lib/postgresql", "mode": "rw"},
+            str(init_dir): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"},
+            str(password): {"bind": "/run/secrets/postgres_password", "mode": "ro"},
+        },
+        # compose.yaml's check, run every second; its start period keeps init failures at "starting"
+        healthcheck={
+            "test": compose_healthcheck(),
+            "interval": second,
+            "timeout": 5 * second,
+            "retries": 3,
+            "start_period": 120 * second,
+        },
+        network_mode="none",
+    )
+    cleanup.append(container)
+
+    def health() -> str:
+        container.reload()
+        return str(container.attrs["State"]["Health"]["Status"])
+
+    def logs() -> str:
+        return str(container.logs().decode())
+
+    wait_until(lambda: "init-marker-start" in logs(), timeout=120, interval=0.2, what="the init script to start")
+    socket_answers = False
+    statuses: set[str] = set()
+    while "init-marker-end" not in logs():
+        statuses.add(health())
+        probe = container.exec_run(["pg_isready", "-U", "postgres"])  # the default socket, as the init server
+        socket_answers = socket_answers or probe.exit_code == 0
+        time.sleep(0.5)
+    assert socket_answers, "control: the init server should answer on its socket while the init script runs"
+    assert statuses == {"starting"}, f"health during init: {statuses}"
+    wait_until(lambda: health() == "healthy", timeout=120, interval=0.5, what="postgres to turn healthy")
+    assert psql(container, "SELECT 1", user="postgres", database="app", password="health-test-password-1234") == (
+        0,
+        "1\n",
+    )
