@@ -34,17 +34,27 @@ def test_data_survives_restart_stop_start_down_up_and_rebuild(fresh_stack: Stack
     fresh_stack.wait_healthy("postgres")
     assert marker_present(fresh_stack, marker), "lost after restart"
 
+    # stop: SIGINT, a fast shutdown that checkpoints within the stop_grace_period, so the next start needs no
+    # crash recovery (a SIGKILL after the grace period would show "was interrupted" and "redo starts")
+    postgres = fresh_stack.container("postgres")
+    stopped_at = int(time.time())
     fresh_stack.compose("stop")
+    postgres.reload()
+    assert postgres.attrs["State"]["ExitCode"] == 0, postgres.attrs["State"]
     fresh_stack.compose("start")
     fresh_stack.wait_healthy()
     assert marker_present(fresh_stack, marker), "lost after stop/start"
+    since_stop = postgres.logs(since=stopped_at).decode()
+    assert "database system is shut down" in since_stop, since_stop[-3000:]
+    assert "database system was shut down at" in since_stop, since_stop[-3000:]
+    assert "was interrupted" not in since_stop and "redo starts" not in since_stop, since_stop[-3000:]
 
     fresh_stack.compose("down")  # no --volumes
     fresh_stack.up()
     assert marker_present(fresh_stack, marker), "lost after down/up"
 
     # a rebuild of the images and new containers for every service
-    fresh_stack.compose("build", "--no-cache", "mcp", timeout=1200)
+    fresh_stack.compose("build", "--no-cache", "mcp", "backup", timeout=1200)
     fresh_stack.compose("up", "-d", "--force-recreate", "postgres", "mcp", "backup")
     fresh_stack.wait_healthy()
     assert marker_present(fresh_stack, marker), "lost after rebuild and recreate"
