@@ -251,17 +251,31 @@ def test_fifty_parallel_heavy_calls(
     harness = McpHarness(settings, layers)
     try:
 
-        async def flood() -> list[Any]:
+        def other_application() -> tuple[Any, ...] | None:
+            with psycopg.connect(pg.dsn("app_owner"), connect_timeout=10) as conn:
+                return conn.execute("SELECT 1").fetchone()
+
+        async def flood() -> tuple[list[Any], Any, tuple[Any, ...] | None]:
             calls = [
-                harness.client.call_tool("query", {"sql": "SELECT count(*) FROM shop.orders a, shop.orders b"})
+                asyncio.ensure_future(
+                    harness.client.call_tool("query", {"sql": "SELECT count(*) FROM shop.orders a, shop.orders b"})
+                )
                 for _ in range(50)
             ]
-            return await asyncio.gather(*calls)
+            await asyncio.sleep(0.5)  # the flood is under way: the pool is taken, the rest are queued
+            # while it lasts, the server still answers (a result or "database busy" with a retry hint, not a
+            # hang), and the database still serves other applications
+            probe, bystander = await asyncio.gather(
+                harness.client.call_tool("list_schemas", {}), asyncio.to_thread(other_application)
+            )
+            return await asyncio.gather(*calls), probe, bystander
 
         peak_rss_reset()
         before = peak_rss_bytes()
-        results = harness.run(flood(), timeout=120)
+        results, probe, bystander = harness.run(flood(), timeout=120)
         growth = peak_rss_bytes() - before
+        assert not probe.is_error or "database busy" in text_of(probe), text_of(probe)
+        assert bystander == (1,)
         assert len(results) == 50
         for result in results:
             text = text_of(result)
