@@ -27,20 +27,23 @@ RETRY_MAX_DELAY = 10.0
 
 def check_directory(settings: Settings) -> list[str]:
     directory = settings.backup_dir
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        settings.sets_dir.mkdir(exist_ok=True)
-        probe = directory / f".write-probe-{os.getpid()}"
-        with probe.open("wb") as stream:
-            stream.write(b"probe")
-            stream.flush()
-            os.fsync(stream.fileno())
-        probe.unlink()
-    except OSError as exc:
-        return [
-            f"unable to write to BACKUP_DIR={directory}: {exc.strerror}: mount a writable volume there, owned by uid "
-            f"{os.geteuid()}"
-        ]
+    # both: the state file lives in BACKUP_DIR, the sets in BACKUP_DIR/sets (which a run as another user may
+    # have left behind, unwritable for this one)
+    for where in (directory, settings.sets_dir):
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            probe = where / f".write-probe-{os.getpid()}"
+            with probe.open("wb") as stream:
+                stream.write(b"probe")
+                stream.flush()
+                os.fsync(stream.fileno())
+            probe.unlink()
+        except OSError as exc:
+            shown = "BACKUP_DIR" if where == directory else "BACKUP_DIR/sets"
+            return [
+                f"unable to write to {shown}={where}: {exc.strerror}: mount a writable volume there, owned by uid "
+                f"{os.geteuid()}"
+            ]
     return []
 
 

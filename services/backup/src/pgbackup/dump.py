@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from pgbackup import __version__
@@ -67,10 +68,16 @@ def take_backup(settings: Settings, *, clock: Clock, cancel: Cancellation) -> Ba
     started_at = clock.now()
     set_id = new_set_id(settings.sets_dir, started_at)
     partial = settings.sets_dir / f"{set_id}{PARTIAL_SUFFIX}"
-    partial.mkdir()
+    try:
+        partial.mkdir()
+    except OSError as exc:  # outside the cleanup below: a directory we did not create is never removed
+        raise DumpError(
+            f"unable to create the backup set directory {partial}: {exc.strerror or exc}",
+            "check free space and permissions of BACKUP_DIR and BACKUP_DIR/sets; earlier sets are untouched",
+        ) from exc
     logger.info("backup started set=%s", set_id)
     try:
-        manifest = _write_set(settings, partial, set_id, clock=clock, cancel=cancel)
+        manifest = _write_set(settings, partial, set_id, started_at, clock=clock, cancel=cancel)
         cancel.check()
         verification = verify_set(partial, manifest, bin_dir=settings.pg_bin_dir, clock=clock, cancel=cancel)
         if not verification.ok:
@@ -105,11 +112,13 @@ def take_backup(settings: Settings, *, clock: Clock, cancel: Cancellation) -> Ba
     return BackupSet(set_id, final, manifest, verification)
 
 
-def _write_set(settings: Settings, directory: Path, set_id: str, *, clock: Clock, cancel: Cancellation) -> Manifest:
+def _write_set(
+    settings: Settings, directory: Path, set_id: str, started_at: datetime, *, clock: Clock, cancel: Cancellation
+) -> Manifest:
+    """The set's files and manifest in `directory`; `started_at` is the time its id was made from."""
     pg_dump = str(find_tool("pg_dump", settings.pg_bin_dir))
     pg_dumpall = str(find_tool("pg_dumpall", settings.pg_bin_dir))
     dump_version = tool_version("pg_dump", settings.pg_bin_dir)
-    started_at = clock.now()
     try:
         with connect(settings) as conn, cancel.connection(conn):
             version, version_num = server_version(conn)
