@@ -5,76 +5,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.fast.mcp.conftest import ALICE, BOB, HTTP_CONCURRENCY, HTTP_MAX_REQUEST_BYTES, http_client
 from tests.fast.mcp.helpers import ok, rows_of
+from tests.fast.mcp.raw_http import LEGACY, MODERN, metric, post, rpc
 from tests.fixtures.mcp import McpServerProcess
 from tests.helpers import wait_until
-
-MODERN = "2026-07-28"
-LEGACY = "2025-11-25"
-
-
-def rpc(method: str, params: dict[str, Any] | None = None, *, version: str = LEGACY) -> dict[str, Any]:
-    body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method, "params": dict(params or {})}
-    if version == MODERN:
-        body["params"]["_meta"] = {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-    return body
-
-
-def post(
-    server: McpServerProcess,
-    body: bytes | dict[str, Any],
-    *,
-    key: str | None = ALICE,
-    headers: dict[str, str] | None = None,
-    version: str = LEGACY,
-    path: str = "/mcp",
-    method: str = "POST",
-) -> tuple[int, dict[str, str], bytes]:
-    """One raw request to the server, every header under the test's control."""
-    all_headers = {
-        "Host": f"127.0.0.1:{server.port}",
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": version,
-    }
-    if isinstance(body, dict) and version == MODERN:
-        all_headers["Mcp-Method"] = body["method"]
-        name = body.get("params", {}).get("name")
-        if name:
-            all_headers["Mcp-Name"] = name
-    if key is not None:
-        all_headers["Authorization"] = f"Bearer {server.keys[key]}"
-    all_headers.update(headers or {})
-    payload = json.dumps(body).encode() if isinstance(body, dict) else body
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        connection.request(method, path, body=payload if method == "POST" else None, headers=all_headers)
-        response = connection.getresponse()
-        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
-    finally:
-        connection.close()
-
-
-def metric(server: McpServerProcess, name: str, labels: str = "") -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("GET", "/metrics", headers={"Host": f"127.0.0.1:{server.port}"})
-    text = connection.getresponse().read().decode()
-    connection.close()
-    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", re.MULTILINE)
-    found = pattern.search(text)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_the_server_is_bound_to_every_interface(http_server: McpServerProcess) -> None:
