@@ -21,7 +21,7 @@ set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DEFAULT_SCENARIOS="server-initialize ping tools-list resources-list prompts-list dns-rebinding-protection"
+DEFAULT_SCENARIOS="server-initialize ping tools-list tools-call-error completion-complete resources-list prompts-list dns-rebinding-protection"
 TARGET_START_TIMEOUT_S=120
 
 # usage: conformance_wait_ready READY_FILE PID
