@@ -54,7 +54,7 @@ lock: ## re-resolve the *.in files into the lock files
 	ops/lock.sh
 
 lint: venv ## format check, mypy --strict, ruff and shellcheck
-	$(VENV)/bin/ruff format --check services tests loadtests && $(VENV)/bin/mypy && $(VENV)/bin/ruff check services tests loadtests && shellcheck -x ops/*.sh ops/images/postgres/docker-entrypoint.sh compose/initdb/*.sh
+	ops/lint.sh
 
 test: venv ## run both tiers: fast (native PostgreSQL) then stack (Compose); fails if a tier cannot run
 	ops/test.sh $(PYTEST_ARGS)

@@ -10,22 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/pgstack-dockerd.log}"
 DOCKERD_WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-60}"
 
-# usage: engine_can_install
-# True on Debian or Ubuntu as root: the only place this script installs packages.
-engine_can_install() {
-	ops_is_root && command -v apt-get >/dev/null 2>&1 && grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release
-}
-
 # usage: engine_install_packages PACKAGE...
 engine_install_packages() {
-	if ! engine_can_install; then
-		ops_die "missing: $*" \
-			"hint: this script installs them only on Debian/Ubuntu as root" \
-			"hint: install Docker Engine and the Compose plugin (https://docs.docker.com/engine/install/), then run make up again"
-	fi
-	ops_step "installing $* from the distribution's packages (apt-get)"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	ops_install_packages \
+		"install Docker Engine and the Compose plugin (https://docs.docker.com/engine/install/), then run make up again" \
+		"$@"
 }
 
 # usage: engine_ensure_cli
@@ -75,7 +64,7 @@ engine_ensure_compose() {
 	fi
 	# Debian 12 ships Compose v1.29 as docker-compose; newer releases ship v2 as docker-compose-v2.
 	local package=docker-compose
-	if engine_can_install; then
+	if ops_can_install_packages; then
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq
 		if apt-cache show docker-compose-v2 >/dev/null 2>&1; then
 			package=docker-compose-v2

@@ -54,10 +54,7 @@ images_build_debian() {
 		return 0
 	fi
 	if ! command -v debootstrap >/dev/null 2>&1; then
-		ops_is_root || ops_die "debootstrap is missing and only root can install it" "hint: apt-get install debootstrap"
-		ops_step "installing debootstrap"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+		ops_install_packages "install debootstrap, or give this machine a registry for the official images" debootstrap
 	fi
 	ops_is_root || ops_die "building the Debian base needs root (debootstrap)" "hint: run make up as root once"
 	local rootfs

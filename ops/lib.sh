@@ -46,6 +46,26 @@ ops_is_root() {
 	[[ "$(id -u)" -eq 0 ]]
 }
 
+# usage: ops_can_install_packages
+# True on Debian or Ubuntu as root: the only place the ops/ scripts install packages.
+ops_can_install_packages() {
+	ops_is_root && command -v apt-get >/dev/null 2>&1 && grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release
+}
+
+# usage: ops_install_packages HINT PACKAGE...
+#    ie: ops_install_packages "install ShellCheck (https://www.shellcheck.net)" shellcheck
+# Installs PACKAGEs from the distribution's packages, or stops with HINT where it cannot.
+ops_install_packages() {
+	local hint="$1"
+	shift
+	if ! ops_can_install_packages; then
+		ops_die "missing: $*" "hint: the ops/ scripts install them only on Debian/Ubuntu as root" "hint: $hint"
+	fi
+	ops_step "installing $* from the distribution's packages (apt-get)"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # usage: ops_compose_command
 # Prints the Compose command this machine has: "docker compose" (v2) or "docker-compose" (v1.29).
 ops_compose_command() {
