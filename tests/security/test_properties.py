@@ -48,7 +48,8 @@ SELECT pg_current_xact_id_if_assigned()::text,
        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'),
        (SELECT count(*) FROM pg_largeobject_metadata),
        (SELECT count(*) FROM pg_prepared_statements),
-       current_setting('search_path'), current_setting('statement_timeout'), current_user::text
+       current_setting('search_path'), current_setting('statement_timeout'), current_user::text,
+       (SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE source = 'session')
 """
 
 
@@ -138,11 +139,12 @@ def test_no_accepted_mutation_writes(private_catalog: FunctionCatalog, runner: p
 
 
 def test_the_write_detector_detects_writes(runner: psycopg.Connection) -> None:
-    """Control: the state probe above does see a write, a sequence step and an advisory lock."""
+    """Control: the state probe above does see a write, a sequence step, an advisory lock and a session setting."""
     for sql in (
         "UPDATE shop.products SET price = price WHERE product_id = 1",
         "SELECT nextval('shop.orders_order_id_seq')",
         "SELECT pg_advisory_lock(99)",
+        "SELECT set_config('work_mem', '7MB', false)",
     ):
         runner.execute("BEGIN READ WRITE")
         try:
@@ -152,4 +154,5 @@ def test_the_write_detector_detects_writes(runner: psycopg.Connection) -> None:
         finally:
             runner.execute("ROLLBACK")
             runner.execute("SELECT pg_advisory_unlock_all()")
+            runner.execute("RESET work_mem")
             runner.execute("SELECT setval('shop.orders_order_id_seq', (SELECT max(order_id) FROM shop.orders))")
