@@ -158,7 +158,9 @@ def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
     assert reader["connlimit"] == 20
     settings = str(reader["settings"])
     assert "default_transaction_read_only=on" in settings
-    assert "statement_timeout=" in settings
+    # the role-level backstop for any client (the MCP server sets its own, shorter, per transaction)
+    assert "statement_timeout=30s" in settings.split(",")
+    assert "idle_in_transaction_session_timeout=60s" in settings.split(",")
     assert "temp_file_limit=1GB" in settings
     assert reader["member_of"] == []
     assert attributes["backup_operator"]["member_of"] == ["pg_read_all_data", "pg_use_reserved_connections"]

@@ -39,3 +39,19 @@ def test_backup_operator_reads_tables_created_later(pg: NativePostgres, superuse
 def test_mcp_reader_cannot_connect_to_postgres_database(pg: NativePostgres) -> None:
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
         psycopg.connect(pg.dsn("mcp_reader", database="postgres"))
+
+
+def test_mcp_reader_reads_only_the_granted_schema(pg: NativePostgres, superuser: psycopg.Connection) -> None:
+    """SELECT on shop only: a table elsewhere (here in public, made by the superuser) is refused, while a table
+    app_owner adds to shop later is readable through the default privileges."""
+    superuser.execute("CREATE TABLE public.not_granted (secret text)")
+    try:
+        with psycopg.connect(pg.dsn("app_owner"), autocommit=True) as owner:
+            owner.execute("CREATE TABLE shop.added_later (x int)")
+        with psycopg.connect(pg.dsn("mcp_reader"), autocommit=True) as reader:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                reader.execute("SELECT * FROM public.not_granted")
+            assert reader.execute("SELECT count(*) FROM shop.added_later").fetchone() == (0,)
+    finally:
+        superuser.execute("DROP TABLE public.not_granted")
+        superuser.execute("DROP TABLE IF EXISTS shop.added_later")
