@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,7 @@ from pgbackup.catalog import BackupSet, scan
 from pgbackup.clock import SystemClock
 from pgbackup.config import Settings
 from pgbackup.dump import take_backup
+from pgbackup.files import free_bytes
 from tests.fixtures.native_pg import BIN_DIR, SERVICE_USER, NativePostgres, start_native_postgres
 
 EnvFactory = Callable[..., dict[str, str]]
@@ -164,3 +167,37 @@ def _restore_umask() -> Iterator[None]:
     os.umask(previous)
     yield
     os.umask(previous)
+
+
+# -- small volumes (the tests run as root, as in CI: mount needs it) ------------------------------------------
+
+
+@contextmanager
+def tmpfs(mountpoint: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `mountpoint` with `options`, unmounted afterwards."""
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs as the backups volume."""
+    with tmpfs(tmp_path / "volume", "size=2m,mode=0755") as mountpoint:
+        yield mountpoint
+
+
+@pytest.fixture
+def read_only_volume(tmp_path: Path) -> Iterator[Path]:
+    """An empty tmpfs mounted read-only: unwritable even for root, whom mode bits do not stop."""
+    with tmpfs(tmp_path / "read-only", "ro,size=1m,mode=0755") as mountpoint:
+        yield mountpoint
+
+
+def fill(volume: Path, leave: int) -> None:
+    """Write a ballast file until about `leave` bytes stay free (tmpfs counts whole pages)."""
+    with (volume / "ballast").open("wb") as ballast:
+        ballast.write(b"\0" * max(0, free_bytes(volume) - leave))

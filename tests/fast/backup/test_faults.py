@@ -23,7 +23,15 @@ from pgbackup.clock import SystemClock
 from pgbackup.errors import ExitCode
 from pgbackup.loop import BackupLoop
 from pgbackup.state import read_state
-from tests.fast.backup.conftest import FakeClock, WebhookReceiver, backup_env, only_set, settings_of, superuser_connect
+from tests.fast.backup.conftest import (
+    FakeClock,
+    WebhookReceiver,
+    backup_env,
+    fill,
+    only_set,
+    settings_of,
+    superuser_connect,
+)
 from tests.fixtures.native_pg import REPO, NativePostgres
 from tests.helpers import wait_until
 
@@ -196,25 +204,6 @@ def test_a_job_exception_never_kills_the_loop(
     loop.scheduler.run_all()
     assert (loop.runs, loop.failures) == (2, 1)
     assert len(scan(settings.sets_dir).sets) == 1
-
-
-@pytest.fixture
-def small_volume(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs as the backups volume (we are root in CI; unmounted afterwards)."""
-    mountpoint = tmp_path / "volume"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mountpoint)], check=True)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
-
-
-def fill(volume: Path, leave: int) -> None:
-    stats = os.statvfs(volume)
-    free = stats.f_bavail * stats.f_frsize
-    with (volume / "ballast").open("wb") as ballast:
-        ballast.write(b"\0" * max(0, free - leave))
 
 
 def test_full_volume_before_the_run_fails_cleanly_and_is_unhealthy(

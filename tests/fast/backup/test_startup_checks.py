@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from pgbackup.errors import ExitCode
 from pgbackup.files import free_bytes
 from pgbackup.manifest import MANIFEST_NAME, Manifest
 from pgbackup.state import read_state
-from tests.fast.backup.conftest import EnvFactory, backup_env, only_set, settings_of
+from tests.fast.backup.conftest import EnvFactory, backup_env, fill, only_set, settings_of, tmpfs
 from tests.fixtures.native_pg import BIN_DIR, NativePostgres
 
 SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")  # what pg_export_snapshot() returns
@@ -40,37 +38,6 @@ fi
 echo "{name}: a version shim of the tests, not a PostgreSQL client" >&2
 exit 1
 """
-
-
-@contextmanager
-def tmpfs(mountpoint: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted at `mountpoint` with `options` (we are root in CI), unmounted afterwards."""
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)], check=True)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
-
-
-@pytest.fixture
-def read_only_volume(tmp_path: Path) -> Iterator[Path]:
-    """An empty tmpfs mounted read-only: unwritable even for root, whom mode bits do not stop."""
-    with tmpfs(tmp_path / "read-only", "ro,size=1m,mode=0755") as mountpoint:
-        yield mountpoint
-
-
-@pytest.fixture
-def small_volume(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs as the backups volume."""
-    with tmpfs(tmp_path / "volume", "size=2m,mode=0755") as mountpoint:
-        yield mountpoint
-
-
-def fill(volume: Path, leave: int) -> None:
-    """Write a ballast file until about `leave` bytes stay free (tmpfs counts whole pages)."""
-    with (volume / "ballast").open("wb") as ballast:
-        ballast.write(b"\0" * max(0, free_bytes(volume) - leave))
 
 
 def shim_bin_dir(directory: Path, old: Sequence[str]) -> Path:
