@@ -432,6 +432,8 @@ def vet_function_bodies(catalog: FunctionCatalog) -> FunctionCatalog:
     function fails in a later round; what is left believed calls only what is believed.
     """
     bodied = {function.signature: function for function in catalog.sql_bodied()}
+    if not bodied:
+        return catalog
     verdicts: dict[str, str | None] = dict.fromkeys(bodied)
     while True:
         current = catalog.with_distrust(verdicts)
@@ -442,12 +444,11 @@ def vet_function_bodies(catalog: FunctionCatalog) -> FunctionCatalog:
             and (problem := _body_problem(function.definition or "", current)) is not None
         }
         if not refused:
-            if bodied:
-                logger.info(
-                    "checked %d user-written SQL functions: %d refused (%s)",
-                    len(bodied),
-                    sum(verdict is not None for verdict in verdicts.values()),
-                    ", ".join(sorted(signature for signature, verdict in verdicts.items() if verdict)) or "none",
-                )
+            logger.info(
+                "checked %d user-written SQL functions: %d refused (%s)",
+                len(bodied),
+                sum(verdict is not None for verdict in verdicts.values()),
+                ", ".join(sorted(signature for signature, verdict in verdicts.items() if verdict)) or "none",
+            )
             return current
         verdicts.update(refused)
