@@ -146,7 +146,7 @@ def test_a_wrong_database_password_is_not_logged(pg: NativePostgres, tmp_path: P
     with pytest.raises(TimeoutError) as failed:
         start_mcp_process(
             pg,
-            overrides={"MCP_DATABASE_PASSWORD_FILE": str(password_file), "MCP_STARTUP_TIMEOUT_MS": "2000"},
+            overrides={"MCP_DATABASE_PASSWORD_FILE": str(password_file), "MCP_STARTUP_TIMEOUT": "2s"},
             timeout=30,
         )
     message = str(failed.value)

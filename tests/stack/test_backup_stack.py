@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgbackup.errors import ExitCode
 from tests.fixtures.stack import Stack
 from tests.helpers import wait_until
 
@@ -108,7 +109,7 @@ def test_restore_drill_fails_on_a_corrupted_set(stack: Stack) -> None:
     stack.exec("backup", "python", "-c", FLIP, archive)
     try:
         result = drill(stack, "--set", set_id)
-        assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == ExitCode.VERIFY, result.stdout[-3000:] + result.stderr[-3000:]
         assert "FAILED" in result.stdout and "checksums" in result.stdout
     finally:
         stack.exec("backup", "python", "-c", FLIP, archive)
@@ -126,7 +127,7 @@ def test_restore_job_creates_a_new_database_and_refuses_an_existing_one(stack: S
         with psycopg.connect(stack.dsn()) as conn:
             assert row == conn.execute("SELECT count(*) FROM shop.orders").fetchone()
         again = stack.compose(*run, check=False, timeout=600)
-        assert again.returncode == 8, again.stdout[-2000:] + again.stderr[-2000:]
+        assert again.returncode == ExitCode.TARGET_EXISTS, again.stdout[-2000:] + again.stderr[-2000:]
         assert "the database exists" in again.stdout + again.stderr
     finally:
         with psycopg.connect(stack.dsn(), autocommit=True) as conn:

@@ -121,9 +121,9 @@ def test_a_missing_database_is_named(make_env: EnvFactory, capsys: pytest.Captur
     assert "unable to back up database(s) no_such_db: they do not exist" in capsys.readouterr().err
 
 
-def test_startup_checks_report_a_wrong_password(make_env: EnvFactory, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_refused_password_is_an_unreachable_source(make_env: EnvFactory, capsys: pytest.CaptureFixture[str]) -> None:
     env = make_env(BACKUP_PGPASSWORD="not-the-password-6f1c")
-    assert main(["backup"], environ=env) == ExitCode.STARTUP
+    assert main(["backup"], environ=env) == ExitCode.UNREACHABLE
     output = capsys.readouterr()
     assert "unable to connect to 127.0.0.1" in output.err and "as backup_operator" in output.err
     assert "password authentication failed" in output.err

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import time
 from pathlib import Path
 
 import pytest
 import schedule
 
+from pgbackup.__main__ import main
 from pgbackup.cadence import parse_cadence
-from pgbackup.config import SPECS, Settings, parse_duration, parse_size
-from pgbackup.errors import ConfigError
+from pgbackup.config import SPECS, Settings, parse_duration
+from pgbackup.errors import ConfigError, ExitCode
+from pgbackup.units import byte_size, spell_bytes, spell_seconds
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -63,7 +66,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "BACKUP_DIR",
     ):
         assert name in text
-    assert "BACKUP_KEEP_DAYS is not a setting of pgbackup: did you mean BACKUP_KEEP_DAILY?" in text
+    assert "\n  - BACKUP_KEEP_DAYS is not a setting of pgbackup\n    hint: did you mean BACKUP_KEEP_DAILY?" in text
+    assert "\n  - BACKUP_PGPORT='70000' is invalid: must be between 1 and 65535" in text
     assert "hunter2" not in text, "a webhook URL may carry a token: never echo it"
     assert "'every 60 minutes', 'every 6 hours' or 'daily at 02:30'" in text
 
@@ -138,17 +142,59 @@ def test_schedule_is_installed_on_the_scheduler(text: str, unit: str, interval: 
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("250ms", 0.25)]
+    ("text", "seconds"), [("0", 0), ("90s", 90), ("30m", 1800), ("1.5h", 5400), ("1d", 86400), ("250ms", 0.25)]
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+    assert parse_duration(spell_seconds(seconds)) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"), [("90", "hint: write 90s (seconds) or 90ms"), ("soon", "hint: write a number")]
+)
+def test_durations_without_a_unit_or_number_are_refused(text: str, hint: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert f"\n{hint}" in str(caught.value)
+
+
+def test_a_bare_number_still_means_seconds_for_a_release(capsys: pytest.CaptureFixture[str]) -> None:
+    """The old spelling keeps working (compose/.env files have BACKUP_DRILL_MAX_RTO=600), with a JSON warning line
+    that says what to write instead."""
+    assert Settings.from_env({"BACKUP_DRILL_MAX_RTO": "600"}).drill_max_rto == 600
+    capsys.readouterr()  # where that warning went depends on whether logging was configured before
+    assert main(["settings"], environ={"BACKUP_DRILL_MAX_RTO": "600", "BACKUP_FRESHNESS_GRACE": "90"}) == ExitCode.OK
+    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(line["level"], line["logger"], line["msg"]) for line in warnings] == [
+        (
+            "WARNING",
+            "pgbackup.config",
+            "BACKUP_FRESHNESS_GRACE=90 without a unit is deprecated and refused from the next release: "
+            "write BACKUP_FRESHNESS_GRACE=90s",
+        ),
+        (
+            "WARNING",
+            "pgbackup.config",
+            "BACKUP_DRILL_MAX_RTO=600 without a unit is deprecated and refused from the next release: "
+            "write BACKUP_DRILL_MAX_RTO=10m",
+        ),
+    ]
+    assert set(warnings[0]) == {"ts", "level", "logger", "msg"} and warnings[0]["ts"].endswith("Z")
 
 
 @pytest.mark.parametrize(
     ("text", "size"), [("1048576", 1048576), ("512MiB", 512 * 1024**2), ("2GiB", 2 * 1024**3), ("7B", 7)]
 )
 def test_sizes(text: str, size: int) -> None:
-    assert parse_size(text) == size
+    assert byte_size(text) == size
+    assert byte_size(spell_bytes(size)) == size
+
+
+@pytest.mark.parametrize(("text", "hint"), [("100MB", "write MiB"), ("1g", "write GiB"), ("lots", "write bytes")])
+def test_decimal_sizes_are_refused_with_the_iec_spelling(text: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"BACKUP_MIN_FREE_BYTES": text})
+    assert hint in caught.value.problems[0]
 
 
 def test_every_spec_is_read() -> None:
@@ -160,8 +206,8 @@ def test_every_spec_is_read() -> None:
         "BACKUP_PGUSER": "u",
         "BACKUP_PGPASSWORD": "p",
         "BACKUP_PGDATABASE": "d",
-        "BACKUP_PGCONNECT_TIMEOUT": "3",
-        "BACKUP_CONNECT_RETRY": "5",
+        "BACKUP_PGCONNECT_TIMEOUT": "3s",
+        "BACKUP_CONNECT_RETRY": "5s",
         "BACKUP_DIR": "/srv",
         "BACKUP_SCHEDULE": "every 5 minutes",
         "BACKUP_TZ": "Asia/Tokyo",
@@ -179,16 +225,16 @@ def test_every_spec_is_read() -> None:
         "BACKUP_STATUS_PORT": "1",
         "BACKUP_STATUS_BIND": "127.0.0.1",
         "BACKUP_WEBHOOK_URL": "https://h/x",
-        "BACKUP_WEBHOOK_TIMEOUT": "2",
+        "BACKUP_WEBHOOK_TIMEOUT": "2s",
         "BACKUP_RESTORE_JOBS": "3",
         "BACKUP_PG_BIN_DIR": "/",
-        "BACKUP_DRILL_MAX_RTO": "5",
-        "BACKUP_DRILL_MAX_RPO": "5",
+        "BACKUP_DRILL_MAX_RTO": "5m",
+        "BACKUP_DRILL_MAX_RPO": "5m",
         "BACKUP_DRILL_WORK_DIR": "/",
         "BACKUP_DRILL_USER": "x",
         "BACKUP_LOG_LEVEL": "debug",
     }
-    names = {spec.name for spec in SPECS} - {"BACKUP_PGPASSWORD_FILE"}
+    names = {spec.name for spec in SPECS}
     assert set(changed) == names, "add the new setting to this test"
     for name, value in changed.items():
         assert Settings.from_env({name: value}) != base, f"{name}={value} changed nothing"

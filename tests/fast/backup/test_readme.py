@@ -22,7 +22,7 @@ def test_settings_table_is_current() -> None:
     assert text == expected, (
         "the settings table is out of date: run\n"
         "  PYTHONPATH=services/backup/src .venv/bin/python -m pgbackup settings"
-        " --update-readme services/backup/README.md\n" + diff
+        " --update services/backup/README.md\n" + diff
     )
 
 

@@ -1,4 +1,5 @@
-"""Startup checks refuse with exit status 4 and a message that says what to do: a read-only backups volume
+"""Startup checks refuse with exit status 4 (5 when only the server is missing) and a message that says what
+to do: a read-only backups volume
 (for `backup` and `run`), less free space than BACKUP_MIN_FREE_BYTES, less than the last set's size plus
 BACKUP_FREE_SPACE_MARGIN (also in the check before each backup), and a pg_dump older than the server
 (found in BACKUP_PG_BIN_DIR or on PATH); nothing is written and earlier sets stay intact. A real set's
@@ -60,7 +61,7 @@ def startup_problems(stderr: str, command: str = "backup") -> list[str]:
     lines = stderr.splitlines()
     if header not in lines:
         return []
-    return [line.strip() for line in lines[lines.index(header) + 1 :] if line.startswith("  ")]
+    return [line.strip().removeprefix("- ") for line in lines[lines.index(header) + 1 :] if line.startswith("  ")]
 
 
 def server_version_of(superuser: psycopg.Connection[Any]) -> str:

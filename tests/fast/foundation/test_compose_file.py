@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+from pgbackup.commands import settings as backup_settings
 from pgbackup.config import SPECS
+from pgbackup.config import unknown_variables as backup_unknown
+from pgmcp import generated as mcp_generated
 from pgmcp.config import VARIABLES, Settings
+from pgmcp.config import unknown_variables as mcp_unknown
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "compose" / "compose.yaml"
@@ -69,68 +73,63 @@ def test_backup_reaches_only_the_internal_network(services: dict[str, Any]) -> N
     assert services["restore-drill"]["network_mode"] == "none"
 
 
-# Settings of the backup sidecar that belong to the container, not to the operator: where things are and how
-# the sidecar reaches postgres inside the stack. Everything else must reach the container from compose/.env.
-BACKUP_INTERNAL = {
-    "BACKUP_PGHOST",
-    "BACKUP_PGPORT",
-    "BACKUP_PGUSER",
-    "BACKUP_PGPASSWORD",
-    "BACKUP_PGPASSWORD_FILE",
-    "BACKUP_PGDATABASE",
-    "BACKUP_PGCONNECT_TIMEOUT",
-    "BACKUP_CONNECT_RETRY",
-    "BACKUP_DIR",
-    "BACKUP_STATUS_PORT",
-    "BACKUP_STATUS_BIND",
-    "BACKUP_PG_BIN_DIR",
-    "BACKUP_DRILL_WORK_DIR",
-    "BACKUP_DRILL_USER",
-}
-# Stricter in the stack than the sidecar's own defaults, on purpose (and said so in .env.example).
-BACKUP_STACK_DEFAULTS = {"BACKUP_DRILL_MAX_RTO": "600", "BACKUP_DRILL_MAX_RPO": "7200"}
+def test_the_pass_through_lists_are_generated_from_the_declarations() -> None:
+    """STYLE rule 15: each service's `compose="pass"` settings are written into compose.yaml between markers."""
+    text = COMPOSE_FILE.read_text()
+    for begin in (mcp_generated.COMPOSE_BEGIN, backup_settings.COMPOSE_BEGIN):
+        assert begin in text, f"compose.yaml lacks the marker {begin!r}"
+    assert mcp_generated.update(text) == text, f"compose.yaml is stale: run `python -m pgmcp {REGENERATE}`"
+    assert backup_settings.render_readme(text) == text, f"compose.yaml is stale: run `python -m pgbackup {REGENERATE}`"
 
 
-def test_every_operator_setting_of_the_backup_sidecar_reaches_it(services: dict[str, Any]) -> None:
-    """A BACKUP_* line in compose/.env must not be silently ignored: each operator setting is passed through,
-    with the sidecar's own default (so an unset variable behaves as documented in services/backup/README.md)."""
-    passed = {**services["backup"]["environment"], **services["restore-drill"]["environment"]}
+REGENERATE = "settings --update compose/compose.yaml"
+
+
+@pytest.mark.parametrize("name", ["backup", "restore", "restore-drill"])
+def test_nothing_unknown_reaches_the_backup_services(services: dict[str, Any], name: str) -> None:
+    """pgbackup refuses an unknown BACKUP_* variable (exit 3): Compose must pass only declared names."""
+    assert backup_unknown(services[name]["environment"]) == []
+
+
+def test_nothing_unknown_reaches_the_mcp_server(services: dict[str, Any]) -> None:
+    assert mcp_unknown(services["mcp"]["environment"]) == []
+
+
+def test_every_backup_setting_is_passed_or_fixed_by_the_stack(services: dict[str, Any]) -> None:
+    """A BACKUP_* line in compose/.env must not be silently ignored: each `pass` setting reaches the sidecar with
+    its own default (so an unset variable behaves as documented in services/backup/README.md)."""
+    passed = services["backup"]["environment"]
     for spec in SPECS:
-        if spec.name in BACKUP_INTERNAL:
-            continue
-        assert spec.name in passed, f"{spec.name} is not passed to the backup service in compose.yaml"
-        default = BACKUP_STACK_DEFAULTS.get(spec.name, spec.default)
-        assert passed[spec.name] == f"${{{spec.name}:-{default}}}", spec.name
+        if spec.compose == "pass":
+            assert passed[spec.name] == f"${{{spec.name}:-{spec.default}}}", spec.name
+        else:
+            assert f"${{{spec.name}" not in str(passed.get(spec.name, "")), f"{spec.name} is fixed by the stack"
 
 
-# Settings of the MCP server fixed by the stack itself: how it reaches postgres, where its secrets are, where it
-# listens. MCP_DEV_ALLOW_PRIVILEGED_ROLE is left out on purpose: the stack never starts on a privileged role.
-MCP_INTERNAL = {
-    "MCP_DATABASE_HOST",
-    "MCP_DATABASE_PORT",
-    "MCP_DATABASE_NAME",
-    "MCP_DATABASE_USER",
-    "MCP_DATABASE_PASSWORD",
-    "MCP_API_KEYS",
-    "MCP_BIND_HOST",
-    "MCP_PORT",
-    "MCP_DEV_ALLOW_PRIVILEGED_ROLE",
-}
+def test_the_drill_is_stricter_in_the_stack(services: dict[str, Any]) -> None:
+    """The stack's drill limits (said so in compose/.env.example) are stricter than the sidecar's defaults."""
+    drill = services["restore-drill"]["environment"]
+    assert (drill["BACKUP_DRILL_MAX_RTO"], drill["BACKUP_DRILL_MAX_RPO"]) == (
+        "${BACKUP_DRILL_MAX_RTO:-10m}",
+        "${BACKUP_DRILL_MAX_RPO:-2h}",
+    )
 
 
-def test_every_operator_setting_of_the_mcp_server_reaches_it(services: dict[str, Any]) -> None:
-    """Each operator setting is passed through from compose/.env with the server's own default, and those
-    defaults, as Compose hands them over when nothing is set, parse to exactly the server's defaults."""
+def test_every_mcp_setting_is_passed_fixed_or_kept_out(services: dict[str, Any]) -> None:
+    """Each `pass` setting comes from compose/.env with the server's own default, and those defaults, as Compose
+    hands them over when nothing is set, parse to exactly the server's defaults; MCP_DEV_ALLOW_PRIVILEGED_ROLE
+    (`never`) is not passed at all: the stack never starts on a privileged role."""
     environment = services["mcp"]["environment"]
-    assert "MCP_DEV_ALLOW_PRIVILEGED_ROLE" not in environment
     unset: dict[str, str] = {}
     for variable in VARIABLES:
-        if variable.env in MCP_INTERNAL:
-            continue
-        assert variable.env in environment, f"{variable.env} is not passed to the mcp service in compose.yaml"
-        reference = str(environment[variable.env])
-        prefix = f"${{{variable.env}:-"
-        assert reference.startswith(prefix) and reference.endswith("}"), (variable.env, reference)
-        unset[variable.env] = reference.removeprefix(prefix).removesuffix("}")
+        reference = str(environment.get(variable.env, ""))
+        if variable.compose == "never":
+            assert variable.env not in environment
+        elif variable.compose == "stack":
+            assert "${" not in reference, f"{variable.env} is fixed by the stack"
+        else:
+            prefix = f"${{{variable.env}:-"
+            assert reference.startswith(prefix) and reference.endswith("}"), (variable.env, reference)
+            unset[variable.env] = reference.removeprefix(prefix).removesuffix("}")
     parsed = Settings.from_env({**unset, "MCP_DATABASE_PASSWORD": "x"})
     assert parsed == Settings(database_password="x")

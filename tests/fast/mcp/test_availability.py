@@ -21,7 +21,7 @@ from mcp import Client
 from pgmcp.app import create_mcp
 from pgmcp.config import Settings
 from pgmcp.db import Database
-from pgmcp.errors import DatabaseUnreachable, StartupRefused
+from pgmcp.errors import DatabaseUnreachable, ExitCode, StartupRefused
 from pgmcp.layers import ALL_LAYERS, Layers
 from tests.fast.mcp.helpers import error_text, ok, rows_of
 from tests.fixtures.mcp import http_get, server_environment, start_mcp_process
@@ -77,7 +77,7 @@ async def test_database_down_is_a_clear_transient_error_then_recovers(private_pg
 
 
 def test_http_readyz_and_tool_errors_follow_the_database(private_pg: NativePostgres) -> None:
-    server = start_mcp_process(private_pg, overrides={"MCP_POOL_TIMEOUT_MS": "500", "MCP_POOL_MIN_SIZE": "1"})
+    server = start_mcp_process(private_pg, overrides={"MCP_POOL_TIMEOUT": "500ms", "MCP_POOL_MIN_SIZE": "1"})
     host = {"Host": f"127.0.0.1:{server.port}"}
     try:
         assert http_get(f"{server.base}/readyz", headers=host) == (200, '{"status":"ready"}')
@@ -197,7 +197,7 @@ def test_cli_exit_status_for_invalid_configuration(
     pg: NativePostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     result = run_cli(pg, tmp_path_factory, MCP_MAX_ROWS="lots", MCP_POOL_MAX_SIZE="25", MCP_PORT="0")
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.CONFIG == 3
     assert "MCP_MAX_ROWS='lots' is invalid: not a whole number" in result.stderr
     assert "MCP_POOL_MAX_SIZE='25' is invalid: must be between 1 and 19" in result.stderr
     assert "MCP_PORT='0' is invalid: must be between 1 and 65535" in result.stderr
@@ -208,15 +208,15 @@ def test_cli_exit_status_for_a_privileged_role(pg: NativePostgres, tmp_path_fact
     password = workdir / "owner_password"
     password.write_text(pg.passwords["app_owner"])
     result = run_cli(pg, tmp_path_factory, MCP_DATABASE_USER="app_owner", MCP_DATABASE_PASSWORD_FILE=str(password))
-    assert result.returncode == 3
+    assert result.returncode == ExitCode.STARTUP == 4
     assert "refusing to start" in result.stderr and "role app_owner" in result.stderr
 
 
 def test_cli_exit_status_for_an_unreachable_database(
     pg: NativePostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    result = run_cli(pg, tmp_path_factory, MCP_DATABASE_PORT=str(free_port()), MCP_STARTUP_TIMEOUT_MS="1000")
-    assert result.returncode == 4
+    result = run_cli(pg, tmp_path_factory, MCP_DATABASE_PORT=str(free_port()), MCP_STARTUP_TIMEOUT="1s")
+    assert result.returncode == ExitCode.UNREACHABLE == 5
     assert "unable to connect to mcp_reader@127.0.0.1:" in result.stderr and "Connection refused" in result.stderr
 
 

@@ -12,7 +12,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from pgmcp.config import render_env_table
+from pgmcp.errors import ExitCode
+from pgmcp.generated import render_compose_environment, render_env_table
 from tests.fast.mcp.helpers import ok, rows_of
 from tests.fixtures.mcp import McpServerProcess, server_environment
 from tests.fixtures.native_pg import NativePostgres, free_port
@@ -58,11 +59,29 @@ def test_healthcheck_refuses_a_bad_port() -> None:
     assert result.returncode == 1 and "MCP_PORT='eighty' is not a port number" in result.stderr
 
 
-def test_config_table_prints_the_generated_table() -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["settings", "--markdown"], render_env_table()),
+        (["settings", "--compose"], render_compose_environment()),
+        (["config-table"], render_env_table()),
+    ],
+    ids=["markdown", "compose", "old-name"],
+)
+def test_settings_prints_the_generated_blocks(args: list[str], expected: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pgmcp", "config-table"], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-m", "pgmcp", *args], capture_output=True, text=True, timeout=30, check=True
     )
-    assert result.stdout == render_env_table()
+    assert result.stdout == expected
+    assert ("deprecated" in result.stderr) is (args == ["config-table"])
+
+
+def test_settings_options_belong_to_the_settings_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pgmcp", "healthcheck", "--compose"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == ExitCode.USAGE == 2
+    assert "go with the settings command" in result.stderr
 
 
 def test_http_refuses_to_start_without_keys(pg: NativePostgres, tmp_path: Path) -> None:
@@ -71,5 +90,5 @@ def test_http_refuses_to_start_without_keys(pg: NativePostgres, tmp_path: Path) 
     result = subprocess.run(
         [sys.executable, "-m", "pgmcp"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.CONFIG
     assert "no API keys: set MCP_API_KEYS_FILE" in result.stderr

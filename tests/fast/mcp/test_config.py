@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import re
+import logging
 from pathlib import Path
 
 import pytest
 
-from pgmcp.config import VARIABLES, ApiKey, Settings, parse_api_keys, render_env_table, unknown_variables
+from pgmcp import generated
+from pgmcp.config import VARIABLES, ApiKey, Settings, parse_api_keys, unknown_variables
 from pgmcp.errors import ConfigError
+from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
 
 README = Path(__file__).resolve().parents[3] / "services" / "mcp" / "README.md"
-TABLE_BEGIN = "<!-- BEGIN GENERATED: python -m pgmcp config-table -->"
-TABLE_END = "<!-- END GENERATED -->"
 
 
 def minimal(**extra: str) -> dict[str, str]:
@@ -45,27 +45,27 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_DATABASE_USER": "reader",
         "MCP_DATABASE_PASSWORD_FILE": str(password),
         "MCP_DATABASE_SSLMODE": "require",
-        "MCP_DATABASE_CONNECT_TIMEOUT_MS": "2000",
+        "MCP_DATABASE_CONNECT_TIMEOUT": "2s",
         "MCP_API_KEYS_FILE": str(keys),
         "MCP_BIND_HOST": "0.0.0.0",
         "MCP_PORT": "9000",
         "MCP_ALLOWED_HOSTS": "mcp.internal:8443, LOCALHOST",
         "MCP_ALLOWED_ORIGINS": "https://ai.example.com",
         "MCP_MAX_ROWS": "500",
-        "MCP_MAX_BYTES": "1048576",
+        "MCP_MAX_BYTES": "1MiB",
         "MCP_MAX_CELL_BYTES": "4096",
-        "MCP_STATEMENT_TIMEOUT_MS": "10000",
-        "MCP_LOCK_TIMEOUT_MS": "500",
+        "MCP_STATEMENT_TIMEOUT": "10s",
+        "MCP_LOCK_TIMEOUT": "500ms",
         "MCP_POOL_MIN_SIZE": "0",
         "MCP_POOL_MAX_SIZE": "19",
-        "MCP_POOL_TIMEOUT_MS": "1500",
+        "MCP_POOL_TIMEOUT": "1.5s",
         "MCP_MAX_CONCURRENCY_PER_KEY": "3",
         "MCP_MAX_REQUEST_BYTES": "2048",
         "MCP_ALLOW_EXPLAIN_ANALYZE": "yes",
         "MCP_SCHEMAS": "shop, reporting",
         "MCP_LOG_LEVEL": "debug",
         "MCP_DEV_ALLOW_PRIVILEGED_ROLE": "false",
-        "MCP_STARTUP_TIMEOUT_MS": "30000",
+        "MCP_STARTUP_TIMEOUT": "30s",
     }
     assert {variable.env for variable in VARIABLES} == {name.removesuffix("_FILE") for name in env}
     settings = Settings.from_env(env)
@@ -75,6 +75,12 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
     assert settings.allow_explain_analyze is True and settings.pool_max_size == 19
     assert settings.database_target() == "reader@postgres:5433/shopdb"
+    assert (settings.statement_timeout_ms, settings.lock_timeout_ms, settings.pool_timeout_ms) == (10_000, 500, 1500)
+    assert (settings.database_connect_timeout_ms, settings.startup_timeout_ms, settings.max_bytes) == (
+        2000,
+        30_000,
+        1024 * 1024,
+    )
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -93,19 +99,22 @@ def test_all_problems_are_reported_at_once() -> None:
     problems = error.value.problems
     text = "\n".join(problems)
     for expected in (
-        "MCP_DATABASE_PASSWORD_FILE (or MCP_DATABASE_PASSWORD) is not set: point it at the file holding the reader "
-        "role's password, e.g. MCP_DATABASE_PASSWORD_FILE=/run/secrets/mcp_reader_password",
+        "MCP_DATABASE_PASSWORD_FILE (or MCP_DATABASE_PASSWORD) is not set\nhint: point it at the file holding the "
+        "reader role's password, e.g. MCP_DATABASE_PASSWORD_FILE=/run/secrets/mcp_reader_password",
         "MCP_DATABASE_SSLMODE='always' is invalid: must be one of disable, allow, prefer, require, verify-ca",
         "MCP_PORT='http' is invalid: not a whole number",
         "MCP_ALLOWED_HOSTS='bad host!' is invalid: not a host or host:port: bad host!",
         "MCP_ALLOWED_ORIGINS='ftp://x' is invalid: not an origin (scheme://host[:port]): ftp://x",
         "MCP_MAX_ROWS='0' is invalid: must be between 1 and 10000",
-        "MCP_ALLOW_EXPLAIN_ANALYZE='maybe' is invalid: not a boolean: use true or false",
+        "MCP_ALLOW_EXPLAIN_ANALYZE='maybe' is invalid: not a boolean\nhint: write true or false",
         "MCP_LOG_LEVEL='loud' is invalid: must be one of DEBUG, INFO, WARNING, ERROR",
     ):
         assert expected in text
     assert len(problems) == 8
     assert str(error.value).startswith("invalid configuration:\n  - ")
+    assert "\n  - MCP_PORT='http' is invalid: not a whole number\n    hint: write one from 1 to 65535\n" in str(
+        error.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,16 +122,16 @@ def test_all_problems_are_reported_at_once() -> None:
     [
         ({"MCP_POOL_MIN_SIZE": "5", "MCP_POOL_MAX_SIZE": "4"}, "MCP_POOL_MIN_SIZE=5 is above MCP_POOL_MAX_SIZE=4"),
         (
-            {"MCP_POOL_TIMEOUT_MS": "5000", "MCP_STATEMENT_TIMEOUT_MS": "5000"},
-            "MCP_POOL_TIMEOUT_MS=5000 must be below MCP_STATEMENT_TIMEOUT_MS=5000",
+            {"MCP_POOL_TIMEOUT": "5s", "MCP_STATEMENT_TIMEOUT": "5000ms"},
+            "MCP_POOL_TIMEOUT=5s must be below MCP_STATEMENT_TIMEOUT=5s",
         ),
         (
-            {"MCP_LOCK_TIMEOUT_MS": "6000", "MCP_STATEMENT_TIMEOUT_MS": "5000"},
-            "MCP_LOCK_TIMEOUT_MS=6000 is above MCP_STATEMENT_TIMEOUT_MS=5000: it would never fire",
+            {"MCP_LOCK_TIMEOUT": "6s", "MCP_STATEMENT_TIMEOUT": "5s"},
+            "MCP_LOCK_TIMEOUT=6s is above MCP_STATEMENT_TIMEOUT=5s: it would never fire",
         ),
         (
-            {"MCP_MAX_CELL_BYTES": "4096", "MCP_MAX_BYTES": "2048"},
-            "MCP_MAX_CELL_BYTES=4096 is above MCP_MAX_BYTES=2048",
+            {"MCP_MAX_CELL_BYTES": "4KiB", "MCP_MAX_BYTES": "2048"},
+            "MCP_MAX_CELL_BYTES=4KiB is above MCP_MAX_BYTES=2KiB",
         ),
         ({"MCP_POOL_MAX_SIZE": "20"}, "MCP_POOL_MAX_SIZE='20' is invalid: must be between 1 and 19"),
     ],
@@ -138,8 +147,8 @@ def test_direct_construction_is_checked_too() -> None:
     with pytest.raises(ConfigError) as error:
         Settings(max_rows=0, pool_min_size=3, pool_max_size=2, database_host=" ")
     assert error.value.problems == [
-        "MCP_DATABASE_HOST must not be empty",
-        "MCP_MAX_ROWS=0 is invalid: must be between 1 and 10000",
+        "MCP_DATABASE_HOST=' ' is invalid: must not be empty",
+        "MCP_MAX_ROWS='0' is invalid: must be between 1 and 10000",
     ]  # cross-field rules wait until every value is in range
     with pytest.raises(ConfigError):
         dataclasses.replace(Settings(), pool_min_size=3, pool_max_size=2)
@@ -152,7 +161,7 @@ def test_file_variants(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_env(both)
     assert error.value.problems[0] == (
-        "both MCP_DATABASE_PASSWORD and MCP_DATABASE_PASSWORD_FILE are set (but are exclusive): keep one"
+        "both MCP_DATABASE_PASSWORD and MCP_DATABASE_PASSWORD_FILE are set (but are exclusive)\nhint: keep one"
     )
     with pytest.raises(ConfigError) as missing:
         Settings.from_env({"MCP_DATABASE_PASSWORD_FILE": str(tmp_path / "nope")})
@@ -188,17 +197,109 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
     assert "tiny-secret" not in str(error.value) and "<redacted>" in str(error.value)
 
 
-def test_unknown_variables_are_named() -> None:
-    assert unknown_variables({"MCP_MAX_ROW": "5", "MCP_PORT": "1", "MCP_API_KEYS_FILE": "/x", "HOME": "/"}) == [
-        "MCP_MAX_ROW"
+def test_unknown_variables_stop_the_server_with_the_nearest_name() -> None:
+    env = minimal(MCP_MAX_ROW="5", MCP_PORT="1", MCP_API_KEYS_FILE="/x", MCP_STATEMENT_TIMEOUT_MS="100", HOME="/")
+    assert unknown_variables(env) == ["MCP_MAX_ROW is not a setting of pgmcp\nhint: did you mean MCP_MAX_ROWS?"]
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(MCP_ALLOW_EXPLAIN_ANALYSE="true", MCP_QQQ="1"))
+    assert error.value.problems == [
+        "MCP_ALLOW_EXPLAIN_ANALYSE is not a setting of pgmcp\nhint: did you mean MCP_ALLOW_EXPLAIN_ANALYZE?",
+        "MCP_QQQ is not a setting of pgmcp\nhint: every setting is listed in services/mcp/README.md",
     ]
 
 
+def test_variables_of_mcp_clients_are_not_typos() -> None:
+    """Claude Code hands its own MCP_TIMEOUT and MCP_TOOL_TIMEOUT down to a `--stdio` server."""
+    assert unknown_variables({"MCP_TIMEOUT": "10000", "MCP_TOOL_TIMEOUT": "60000"}) == []
+    assert Settings.from_env(minimal(MCP_TIMEOUT="10000")) == Settings(database_password="reader-password")
+
+
+@pytest.mark.parametrize(
+    ("old", "raw", "field", "new"),
+    [
+        ("MCP_STATEMENT_TIMEOUT_MS", "5000", "statement_timeout_ms", "MCP_STATEMENT_TIMEOUT=5s"),
+        ("MCP_LOCK_TIMEOUT_MS", "250", "lock_timeout_ms", "MCP_LOCK_TIMEOUT=250ms"),
+        ("MCP_POOL_TIMEOUT_MS", "1500", "pool_timeout_ms", "MCP_POOL_TIMEOUT=1500ms"),
+        ("MCP_DATABASE_CONNECT_TIMEOUT_MS", "2000", "database_connect_timeout_ms", "MCP_DATABASE_CONNECT_TIMEOUT=2s"),
+        ("MCP_STARTUP_TIMEOUT_MS", "120000", "startup_timeout_ms", "MCP_STARTUP_TIMEOUT=2m"),
+    ],
+)
+def test_old_names_still_work_for_a_release_and_say_what_to_write(
+    caplog: pytest.LogCaptureFixture, old: str, raw: str, field: str, new: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pgmcp.config"):
+        settings = Settings.from_env(minimal(**{old: raw}))
+    assert getattr(settings, field) == int(raw)
+    [record] = [record for record in caplog.records if record.name == "pgmcp.config"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"{old} is deprecated and goes in the next release: write {new} instead"
+
+
+def test_an_old_and_a_new_name_together_are_an_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(MCP_STATEMENT_TIMEOUT="5s", MCP_STATEMENT_TIMEOUT_MS="5000"))
+    assert error.value.problems == [
+        "both MCP_STATEMENT_TIMEOUT and MCP_STATEMENT_TIMEOUT_MS are set\n"
+        "hint: keep MCP_STATEMENT_TIMEOUT; MCP_STATEMENT_TIMEOUT_MS is its old name"
+    ]
+    with pytest.raises(ConfigError) as bad:
+        Settings.from_env(minimal(MCP_LOCK_TIMEOUT_MS="1s"))
+    assert bad.value.problems[0].startswith("MCP_LOCK_TIMEOUT_MS='1s' is invalid: not a whole number of milliseconds")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("250ms", 250), ("5s", 5000), ("1.5s", 1500), ("2m", 120_000), ("1h", 3_600_000), ("1d", 86_400_000), ("0", 0)],
+)
+def test_durations_take_a_unit(raw: str, expected: int) -> None:
+    assert to_milliseconds(raw) == expected
+    assert to_milliseconds(show_milliseconds(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [
+        ("5000", "hint: write 5000ms or 5000s"),
+        ("5 s", "hint: write a number and one of ms, s, m, h, d"),
+        ("0.5ms", "hint: round it to whole milliseconds"),
+        ("5sec", "hint: write a number and one of ms, s, m, h, d"),
+    ],
+)
+def test_ambiguous_or_unknown_durations_are_refused_with_a_hint(raw: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(MCP_STATEMENT_TIMEOUT=raw))
+    [problem] = error.value.problems
+    assert problem.startswith(f"MCP_STATEMENT_TIMEOUT={raw!r} is invalid: ") and f"\n{hint}" in problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("4096", 4096), ("256KiB", 262_144), ("1MiB", 1_048_576), ("7000B", 7000)]
+)
+def test_sizes_are_bytes_or_iec_units(raw: str, expected: int) -> None:
+    assert Settings.from_env(minimal(MCP_MAX_REQUEST_BYTES=raw)).max_request_bytes == expected
+    assert to_bytes(show_bytes(expected)) == expected
+
+
+@pytest.mark.parametrize(("raw", "hint"), [("256KB", "write KiB"), ("1M", "write MiB"), ("lots", "write bytes")])
+def test_decimal_or_unknown_sizes_are_refused_with_a_hint(raw: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(MCP_MAX_BYTES=raw))
+    assert hint in error.value.problems[0]
+
+
 def test_readme_configuration_table_is_current() -> None:
-    """STYLE rule 15: the README's table is generated from config.py (`python -m pgmcp config-table`)."""
+    """STYLE rule 15: the README's table is generated from config.py (`python -m pgmcp settings --update`)."""
     text = README.read_text()
-    found = re.search(re.escape(TABLE_BEGIN) + r"\n(.*?)" + re.escape(TABLE_END), text, re.DOTALL)
-    assert found is not None, f"{README} lacks the generated table markers"
-    assert found.group(1) == render_env_table(), (
-        "services/mcp/README.md is stale: replace the table with the output of `python -m pgmcp config-table`"
+    assert generated.README_BEGIN in text and generated.README_END in text, f"{README} lacks the generated markers"
+    assert generated.update(text) == text, (
+        "services/mcp/README.md is stale: run `python -m pgmcp settings --update services/mcp/README.md`"
     )
+
+
+def test_every_kind_documents_what_it_allows() -> None:
+    """The README's `allowed` column comes from each declaration's kind: ranges are written once, there."""
+    table = generated.render_env_table()
+    for spec in VARIABLES:
+        assert spec.kind.allowed and f"| {spec.kind.allowed} |" in table
+    assert "| `MCP_STATEMENT_TIMEOUT` | `5s` | 100ms to 10m |" in table
+    assert "| `MCP_MAX_BYTES` | `256KiB` | 1KiB to 64MiB |" in table

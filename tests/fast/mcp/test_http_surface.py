@@ -208,9 +208,9 @@ def analyze_server(pg: NativePostgres) -> Iterator[McpServerProcess]:
         keys={ALICE: secrets.token_hex(32)},
         overrides={
             "MCP_ALLOW_EXPLAIN_ANALYZE": "true",
-            "MCP_STATEMENT_TIMEOUT_MS": str(ANALYZE_TIMEOUT_MS),
-            "MCP_POOL_TIMEOUT_MS": "200",
-            "MCP_LOCK_TIMEOUT_MS": "100",
+            "MCP_STATEMENT_TIMEOUT": f"{ANALYZE_TIMEOUT_MS}ms",
+            "MCP_POOL_TIMEOUT": "200ms",
+            "MCP_LOCK_TIMEOUT": "100ms",
             "MCP_POOL_MIN_SIZE": "1",
             "MCP_POOL_MAX_SIZE": "2",
         },

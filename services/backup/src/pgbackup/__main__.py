@@ -1,4 +1,5 @@
-"""`python -m pgbackup <command>`: parse, load the settings, run the command, map errors to exit codes."""
+"""`python -m pgbackup <command>`: parse, load the settings, run the command, map errors to exit codes
+(`pgbackup.errors.ExitCode`; 0-5 and 70 mean the same as for pgmcp, docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def main(
     command = COMMANDS[args.command]
     # Docker reads every non-zero health check status as unhealthy and reserves 2: healthcheck uses 1 only.
     failed = (lambda code: ExitCode.UNHEALTHY) if command.NAME == "healthcheck" else (lambda code: code)
+    logs.configure("INFO")  # until the settings say otherwise: a deprecated spelling's warning is logged
     try:
         settings = Settings.from_env(os.environ if environ is None else environ, read_secrets=command.CONNECTS)
     except BackupError as exc:

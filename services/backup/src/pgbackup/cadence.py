@@ -53,13 +53,13 @@ def parse_cadence(text: str) -> Cadence:
     if interval:
         count = int(interval.group("count") or "1")
         if count < 1:
-            raise ValueError(f"the interval must be at least 1: use {EXAMPLES}")
+            raise ValueError(f"the interval must be at least 1\nhint: use {EXAMPLES}")
         unit_seconds = 3600 if interval.group("unit").startswith("hour") else 60
         return Cadence(text=normalized, period_seconds=count * unit_seconds)
     daily = _DAILY.match(normalized)
     if daily:
         hour, minute = int(daily.group("hour")), int(daily.group("minute"))
         if hour > 23 or minute > 59:
-            raise ValueError(f"{hour:02d}:{minute:02d} is not a time of day: use HH:MM from 00:00 to 23:59")
+            raise ValueError(f"{hour:02d}:{minute:02d} is not a time of day\nhint: use HH:MM from 00:00 to 23:59")
         return Cadence(text=normalized, period_seconds=24 * 3600, daily_at=f"{hour:02d}:{minute:02d}")
-    raise ValueError(f"is not a schedule this sidecar understands: use {EXAMPLES}")
+    raise ValueError(f"not a schedule this sidecar understands (a schedule, not a duration)\nhint: use {EXAMPLES}")

@@ -13,7 +13,7 @@ from pgbackup.catalog import scan
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
 from pgbackup.db import connect, list_databases, scalar, server_version
-from pgbackup.errors import StartupCheckError, ToolError
+from pgbackup.errors import StartupCheckError, ToolError, UnreachableError
 from pgbackup.files import free_bytes
 from pgbackup.health import required_free_bytes
 from pgbackup.pgtools import tool_version
@@ -88,10 +88,11 @@ def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, ca
             break
         except Exception as exc:
             if clock.monotonic() + delay > deadline:
-                return [
+                raise UnreachableError(
                     f"unable to connect to {settings.pg_host}:{settings.pg_port} database {settings.pg_database} as "
-                    f"{settings.pg_user}: {str(exc).strip()}: check BACKUP_PGHOST/PORT/USER and the password secret"
-                ]
+                    f"{settings.pg_user}: {str(exc).strip()}",
+                    "check BACKUP_PGHOST/PORT/USER and the password secret",
+                ) from None
             logger.warning("database not reachable yet, retrying in %.1f s: %s", delay, str(exc).strip())
             if cancel.wait(delay):
                 cancel.check()
@@ -135,9 +136,14 @@ def startup_checks(settings: Settings, *, clock: Clock, cancel: Cancellation) ->
         problems += check_free_space(settings)
     dump_major, tool_problems = check_tools(settings)
     problems += tool_problems
-    problems += check_server(settings, dump_major, clock=clock, cancel=cancel)
+    try:
+        problems += check_server(settings, dump_major, clock=clock, cancel=cancel)
+    except UnreachableError as exc:
+        if not problems:
+            raise  # the server alone is missing: exit 5, which says "try again later"
+        problems.append(f"{exc.message}: {exc.hints[0]}")
     if problems:
-        raise StartupCheckError("startup checks failed:\n" + "\n".join(f"  {problem}" for problem in problems))
+        raise StartupCheckError("startup checks failed:\n" + "\n".join(f"  - {problem}" for problem in problems))
     logger.info(
         "startup checks passed dir=%s server=%s:%d user=%s",
         settings.backup_dir,

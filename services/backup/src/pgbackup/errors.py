@@ -1,7 +1,8 @@
 """The error hierarchy of pgbackup and the stable exit status of every CLI outcome, in one place.
 
 Each failure a command can end with has one class here and one exit status. Scripts, the Makefile and
-the container health check rely on these numbers: never renumber them, only add.
+the container health check rely on these numbers: never renumber them, only add. (They were renumbered
+once, to share 0-5 and 70 with pgmcp: docs/conventions.md.)
 """
 
 from __future__ import annotations
@@ -10,22 +11,24 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit statuses of `python -m pgbackup <command>`."""
+    """Exit statuses of `python -m pgbackup <command>`: 0 to 5 and 70 mean what they mean for pgmcp,
+    10 and up are this CLI's own (docs/conventions.md; a test checks that table against this one)."""
 
     OK = 0
     UNHEALTHY = 1  # healthcheck only: Docker reads any non-zero as unhealthy and reserves 2
     USAGE = 2  # argparse: unknown command or option
-    CONFIG = 3  # invalid settings (every problem is listed)
-    STARTUP = 4  # a startup check failed: directory, free space, tool versions, connection
-    BACKUP = 5  # a backup run failed
-    VERIFY = 6  # a set failed verification: checksum, archive list, row counts, roles
-    NOT_FOUND = 7  # no such set, or no verified set
-    TARGET_EXISTS = 8  # restore refused: the target database exists and --force was not given
-    RESTORE = 9  # restore failed
-    RETENTION = 10  # retention refused to run (it would delete every set)
-    LOCKED = 11  # another backup or prune holds the backup directory's lock
-    ABORTED = 12  # stopped by SIGTERM or SIGINT; partial files were removed
-    THRESHOLD = 13  # drill verified the set, but RTO or RPO is over its limit
+    CONFIG = 3  # invalid settings, unknown BACKUP_* variables included (every problem is listed)
+    STARTUP = 4  # a startup check failed: directory, free space, tool versions, privileges
+    UNREACHABLE = 5  # the source server did not accept a connection within BACKUP_CONNECT_RETRY
+    BACKUP = 10  # a backup run failed
+    VERIFY = 11  # a set failed verification: checksum, archive list, row counts, roles
+    NOT_FOUND = 12  # no such set, or no verified set
+    TARGET_EXISTS = 13  # restore refused: the target database exists and --force was not given
+    RESTORE = 14  # restore failed
+    RETENTION = 15  # retention refused to run (it would delete every set)
+    LOCKED = 16  # another backup or prune holds the backup directory's lock
+    ABORTED = 17  # stopped by SIGTERM or SIGINT; partial files were removed
+    THRESHOLD = 18  # drill verified the set, but RTO or RPO is over its limit
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
 
 
@@ -49,7 +52,8 @@ class ConfigError(BackupError):
     exit_code = ExitCode.CONFIG
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {problem}" for problem in problems))
+        items = "\n".join("  - " + problem.replace("\n", "\n    ") for problem in problems)
+        super().__init__(f"invalid configuration:\n{items}")
         self.problems = problems
 
 
@@ -57,6 +61,12 @@ class StartupCheckError(BackupError):
     """A check before backing up failed (directory, free space, tool version, connection, privileges)."""
 
     exit_code = ExitCode.STARTUP
+
+
+class UnreachableError(BackupError):
+    """The source server did not accept a connection before the retry deadline."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class DumpError(BackupError):
@@ -133,5 +143,6 @@ __all__ = [
     "TargetExistsError",
     "ThresholdError",
     "ToolError",
+    "UnreachableError",
     "VerificationError",
 ]

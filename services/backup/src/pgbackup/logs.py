@@ -1,24 +1,29 @@
-"""Logging for the sidecar: one event per line on stdout, `key=value` fields, UTC timestamps."""
+"""Logging for the sidecar: JSON lines on stdout, the same fields as pgmcp's (docs/conventions.md).
+
+`{"ts": "2026-01-01T02:30:00.123Z", "level": "INFO", "logger": "pgbackup.dump", "msg": "backup finished
+set=... bytes=..."}`, plus `exception` (the traceback, on the same line) when there is one.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-import time
+from datetime import UTC, datetime
 
 ROOT = "pgbackup"
 
 
-class KeyValueFormatter(logging.Formatter):
-    """`2026-01-01T02:30:00.123Z level=info logger=pgbackup.dump backup finished set=... bytes=...`"""
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record; `msg` is the message with its arguments filled in."""
 
     def format(self, record: logging.LogRecord) -> str:
-        moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        level = record.levelname.lower()
-        line = f"{moment}.{int(record.msecs):03d}Z level={level} logger={record.name} {record.getMessage()}"
+        moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line = {"ts": moment.replace("+00:00", "Z"), "level": record.levelname, "logger": record.name}
+        line["msg"] = record.getMessage()
         if record.exc_info:
-            line += " " + self.formatException(record.exc_info).replace("\n", "\n    ")
-        return line
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
 
 
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -30,11 +35,11 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str) -> None:
-    """Send the package's log records to stdout at `level` (idempotent)."""
+    """Send the package's log records to stdout at `level` (idempotent: a second call changes the level)."""
     logger = logging.getLogger(ROOT)
     logger.setLevel(level)
     if not any(isinstance(handler, StdoutHandler) for handler in logger.handlers):
         handler = StdoutHandler(sys.stdout)
-        handler.setFormatter(KeyValueFormatter())
+        handler.setFormatter(JsonLinesFormatter())
         logger.addHandler(handler)
     logger.propagate = False

@@ -1,8 +1,9 @@
 """The one entry point: `python -m pgmcp` (HTTP), `python -m pgmcp --stdio`, `python -m pgmcp healthcheck`,
-`python -m pgmcp config-table` (prints the README's configuration table).
+`python -m pgmcp settings [--markdown | --compose | --update FILE...]` (the settings and their generated blocks).
 
-Exit status: 0 after a clean shutdown, 2 for invalid configuration, 3 when startup is refused (role audit),
-4 when the database cannot be reached at startup (`pgmcp.errors.EXIT_STATUS`).
+Exit status (`pgmcp.errors.ExitCode`, the same table as pgbackup's, docs/conventions.md): 0 after a clean
+shutdown, 2 usage, 3 invalid configuration, 4 startup refused (role audit), 5 database unreachable at startup,
+70 a bug.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from pgmcp import healthcheck
-from pgmcp.config import Settings, render_env_table, unknown_variables
-from pgmcp.errors import ConfigError, PgMcpError, exit_status
+from pgmcp import generated, healthcheck, logs
+from pgmcp.config import VARIABLES, Settings, default_values
+from pgmcp.errors import ConfigError, ExitCode, PgMcpError, exit_status
 
 # The server's modules (the MCP SDK, uvicorn, psycopg) are imported only to serve: the health check runs every
 # few seconds in the container and must stay cheap.
@@ -32,11 +34,39 @@ def _parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve", "healthcheck", "config-table"],
-        help="serve (default), healthcheck (exit 0 iff /healthz answers), config-table (print the README table)",
+        choices=["serve", "healthcheck", "settings", "config-table"],
+        help="serve (default), healthcheck (exit 0 iff /healthz answers), settings (every MCP_* setting; "
+        "config-table is its old name for --markdown)",
     )
     parser.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout instead of HTTP")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--markdown", action="store_true", help="settings: print the README table")
+    shown.add_argument("--compose", action="store_true", help="settings: print the Compose pass-through list")
+    shown.add_argument(
+        "--update", nargs="+", type=Path, metavar="FILE", help="settings: regenerate the blocks between the markers"
+    )
     return parser
+
+
+def print_settings(args: argparse.Namespace) -> int:
+    """`settings`: every setting with its default, one of the generated blocks, or rewrite them in files."""
+    if args.update:
+        for path in args.update:
+            try:
+                path.write_text(generated.update(path.read_text()))
+            except (OSError, ValueError) as exc:
+                print(f"pgmcp settings: unable to update {path}: {exc}", file=sys.stderr)
+                return ExitCode.CONFIG
+            print(f"updated the generated blocks in {path}")
+    elif args.markdown:
+        sys.stdout.write(generated.render_env_table())
+    elif args.compose:
+        sys.stdout.write(generated.render_compose_environment())
+    else:
+        defaults = default_values()
+        for spec in VARIABLES:
+            print(f"{spec.env}={spec.kind.show(defaults[spec.field])}  # {spec.help}")
+    return ExitCode.OK
 
 
 async def serve_http(settings: Settings) -> None:
@@ -81,12 +111,21 @@ async def serve_stdio(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "config-table":
-        sys.stdout.write(render_env_table())
-        return 0
+        print("pgmcp: config-table is deprecated: write `python -m pgmcp settings --markdown`", file=sys.stderr)
+        args.command, args.markdown = "settings", True
+    if args.command != "settings" and (args.markdown or args.compose or args.update):
+        parser.error("--markdown, --compose and --update go with the settings command")
+    if args.command == "settings":
+        return print_settings(args)
     if args.command == "healthcheck":
         return healthcheck.check(os.environ)
+    # stdout carries the protocol in stdio mode: logs go to stderr there. INFO until the settings say otherwise,
+    # so that a deprecated name's warning is logged.
+    stream = sys.stderr if args.stdio else sys.stdout
+    logs.configure("INFO", stream)
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
@@ -94,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_status(exc)
     import anyio
 
-    from pgmcp import logs
-
-    # stdout carries the protocol in stdio mode: logs go to stderr there.
-    logs.configure(settings.log_level, sys.stderr if args.stdio else sys.stdout)
-    for name in unknown_variables(os.environ):
-        logger.warning("%s is not a setting of this server (ignored): check its spelling", name)
+    logs.configure(settings.log_level, stream)
     try:
         # uvloop (and httptools, which uvicorn picks by itself) when installed: about 15% off each call's latency
         uvloop = importlib.util.find_spec("uvloop") is not None
@@ -109,8 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgmcp: {exc}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt:
-        return 0
-    return 0
+        return ExitCode.OK
+    except Exception:
+        logger.exception("the server failed with an unexpected error (a bug: please report it with this log)")
+        return ExitCode.INTERNAL
+    return ExitCode.OK
 
 
 __all__ = ["main", "serve_http", "serve_stdio"]

@@ -1,25 +1,37 @@
-"""Every setting of the server, declared once: environment variable, type, default, allowed range and help.
+"""Every setting of the server, declared once in `VARIABLES`: environment variable, kind (type and allowed
+range), default (the `Settings` field's), help, and how the Compose stack passes it.
 
 `Settings.from_env(os.environ)` parses and checks all of them, then the cross-field rules, and raises one
-`ConfigError` listing every problem. `Settings(...)` built directly (tests) runs the same checks. Secrets
-follow the official postgres image's `_FILE` contract: `X` or `X_FILE`, never both; a file is read once and
-its trailing newline stripped. The README's configuration table is generated from `VARIABLES`
-(`python -m pgmcp config-table`), and a test fails when it is stale.
+`ConfigError` listing every problem (exit status 3). `Settings(...)` built directly (tests) runs the same
+checks, from the same declarations. Secrets follow the official postgres image's `_FILE` contract: `X` or
+`X_FILE`, never both; a file is read once and its trailing newline stripped. An unknown `MCP_*` variable is
+a problem (with the nearest name); an old name still works for one release and logs what to write instead.
+The README table and the Compose pass-through list are generated from `VARIABLES` (`pgmcp.generated`).
+The conventions shared with pgbackup: docs/conventions.md.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from pgmcp.errors import ConfigError
+from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
+
+logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "MCP_"
 READER_CONNECTION_LIMIT = 20
 """CONNECTION LIMIT of the reader role made by compose/initdb/10-roles.sh; the pool must stay below it."""
+
+CLIENT_VARIABLES = frozenset({"MCP_TIMEOUT", "MCP_TOOL_TIMEOUT"})
+"""`MCP_*` names that belong to MCP clients, not to this server (Claude Code's server start-up and tool
+timeouts): a desktop client starting `--stdio` hands them down, so they are not typos."""
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -48,7 +60,8 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The validated configuration, passed explicitly to everything that needs it (no globals)."""
+    """The validated configuration, passed explicitly to everything that needs it (no globals).
+    Durations are whole milliseconds (`*_ms`), sizes bytes."""
 
     database_host: str = "127.0.0.1"
     database_port: int = 5432
@@ -85,28 +98,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Parse and validate every `MCP_*` variable; raise `ConfigError` listing all problems at once."""
+        """Parse and validate every `MCP_*` variable; raise `ConfigError` listing all problems at once.
+        Deprecated names are logged as warnings (logger `pgmcp.config`) with the line to write instead."""
         values: dict[str, Any] = {}
-        problems: list[str] = []
+        problems = unknown_variables(environ)
         for spec in VARIABLES:
             try:
-                raw = _read_raw(spec, environ)
+                found = _read_raw(spec, environ)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
-            if raw is None:
+            if found is None:
                 continue
+            name, raw = found
+            shown = "<redacted>" if spec.secret else repr(raw)
             try:
-                values[spec.field] = spec.parse(raw)
+                values[spec.field] = spec.kind.parse(raw) if name == spec.env else spec.kind.parse(f"{raw.strip()}ms")
             except ValueError as exc:
-                shown = "<redacted>" if spec.secret else repr(raw)
-                problems.append(f"{spec.env}={shown} is invalid: {exc}")
+                problems.append(f"{name}={shown} is invalid: {exc}")
+                continue
+            if name != spec.env:
+                logger.warning(
+                    "%s is deprecated and goes in the next release: write %s=%s instead",
+                    name,
+                    spec.env,
+                    spec.kind.show(values[spec.field]),
+                )
         if "database_password" not in values and not any(item.startswith("MCP_DATABASE_PASSWORD") for item in problems):
             problems.append(
-                "MCP_DATABASE_PASSWORD_FILE (or MCP_DATABASE_PASSWORD) is not set: point it at the file holding "
-                "the reader role's password, e.g. MCP_DATABASE_PASSWORD_FILE=/run/secrets/mcp_reader_password"
+                "MCP_DATABASE_PASSWORD_FILE (or MCP_DATABASE_PASSWORD) is not set\n"
+                "hint: point it at the file holding the reader role's password, "
+                "e.g. MCP_DATABASE_PASSWORD_FILE=/run/secrets/mcp_reader_password"
             )
-        problems.extend(_check_values({**_defaults(), **values}))
+        problems.extend(_check_values({**default_values(), **values}))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -129,39 +153,141 @@ class Settings:
         return f"{self.database_user}@{self.database_host}:{self.database_port}/{self.database_name}"
 
 
-# -- parsers ---------------------------------------------------------------------------------------------------
+# -- kinds: how a value is parsed, checked, shown and documented -------------------------------------------
 
 
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+class Kind(Protocol):
+    """What a setting's values are: `parse` the environment's text, `check` a value built directly (None when
+    fine), `show` a value as an operator would write it, and `allowed` says what is accepted, for the README."""
+
+    def parse(self, raw: str) -> Any: ...
+
+    def check(self, value: Any) -> str | None: ...
+
+    def show(self, value: Any) -> str: ...
+
+    @property
+    def allowed(self) -> str: ...
+
+
+def _whole_number(raw: str) -> int:
+    try:
+        return int(raw.strip(), 10)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """A whole number from `low` to `high`, read from text by `read` and written back by `spell`: plain
+    numbers by default, durations (milliseconds) with `duration()`, sizes (bytes) with `size()`."""
+
+    low: int
+    high: int
+    read: Callable[[str], int] = _whole_number
+    spell: Callable[[int], str] = str
+
+    def parse(self, raw: str) -> int:
         try:
-            value = int(raw.strip(), 10)
-        except ValueError:
-            raise ValueError("not a whole number") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
+            value = self.read(raw)
+        except ValueError as exc:
+            raise ValueError(
+                str(exc) if "\nhint:" in str(exc) else f"{exc}\nhint: write one from {self.allowed}"
+            ) from None
+        problem = self.check(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
-    return parse
+    def check(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            return f"must be between {self.spell(self.low)} and {self.spell(self.high)}"
+        return None
+
+    def show(self, value: Any) -> str:
+        return self.spell(value)
+
+    @property
+    def allowed(self) -> str:
+        return f"{self.spell(self.low)} to {self.spell(self.high)}"
 
 
-def _boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean: use true or false")
+def duration(low: int, high: int) -> Whole:
+    """A duration with its unit (`250ms`, `5s`, `2m`), kept as milliseconds from `low` to `high`."""
+    return Whole(low, high, to_milliseconds, show_milliseconds)
 
 
-def _choice(*allowed: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().upper() if upper else raw.strip()
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+def size(low: int, high: int) -> Whole:
+    """A size in bytes or IEC units (`4096`, `256KiB`, `1MiB`), kept as bytes from `low` to `high`."""
+    return Whole(low, high, to_bytes, show_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """true or false (also 1/0, yes/no, on/off)."""
+
+    allowed: str = "true, false"
+
+    def parse(self, raw: str) -> bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("not a boolean\nhint: write true or false")
+
+    def check(self, value: Any) -> str | None:
+        return None if isinstance(value, bool) else "must be true or false"
+
+    def show(self, value: Any) -> str:
+        return str(value).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """One word of `choices` (upper-cased first when `upper`)."""
+
+    choices: tuple[str, ...]
+    upper: bool = False
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip().upper() if self.upper else raw.strip()
+        problem = self.check(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
-    return parse
+    def check(self, value: Any) -> str | None:
+        return None if value in self.choices else f"must be one of {self.allowed}"
+
+    def show(self, value: Any) -> str:
+        return str(value)
+
+    @property
+    def allowed(self) -> str:
+        return ", ".join(self.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Free text, parsed by `reader` (which raises ValueError); `allowed` documents it. Values built
+    directly are only checked for being non-empty when `required`."""
+
+    reader: Callable[[str], Any]
+    allowed: str
+    required: bool = False
+
+    def parse(self, raw: str) -> Any:
+        return self.reader(raw)
+
+    def check(self, value: Any) -> str | None:
+        return "must not be empty" if self.required and not str(value).strip() else None
+
+    def show(self, value: Any) -> str:
+        return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+# -- parsers of text kinds -------------------------------------------------------------------------------------
 
 
 def _text(raw: str) -> str:
@@ -253,182 +379,230 @@ def _schemas(raw: str) -> tuple[str, ...]:
 
 # -- declarations ----------------------------------------------------------------------------------------------
 
+Compose = Literal["pass", "stack", "never"]
+"""How compose/compose.yaml hands a setting to the container: `pass` from compose/.env with the server's own
+default (the generated block), `stack` a value the stack fixes itself, `never` deliberately not at all."""
+
 
 @dataclass(frozen=True, slots=True)
 class Variable:
-    """One environment variable: where its value goes, how it is parsed, and what the README says about it."""
+    """One environment variable: where its value goes, how it is parsed, and what the README says about it.
+    `old_env` is a deprecated name holding the same duration as bare milliseconds, still read for a release."""
 
     env: str
     field: str
-    parse: Callable[[str], Any]
+    kind: Kind
     help: str
+    compose: Compose = "pass"
     secret: bool = False
     file_variant: bool = False
     default_doc: str | None = None
+    old_env: str | None = None
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every environment name this setting answers to."""
+        file_name = (f"{self.env}_FILE",) if self.file_variant else ()
+        return (self.env, *file_name, *((self.old_env,) if self.old_env else ()))
+
+
+_PORT = Whole(1, 65535)
+
+
+def _fixed_by_stack(env: str, field: str, allowed: str, meaning: str) -> Variable:
+    """A required text setting that the Compose stack sets itself (where the database is, where to listen)."""
+    return Variable(env, field, Text(_text, allowed, required=True), meaning, compose="stack")
+
+
+_POOL_SIZE_LIMIT = READER_CONNECTION_LIMIT - 1
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("MCP_DATABASE_HOST", "database_host", _text, "PostgreSQL host name or address"),
-    Variable("MCP_DATABASE_PORT", "database_port", _integer(1, 65535), "PostgreSQL port"),
-    Variable("MCP_DATABASE_NAME", "database_name", _text, "database the tools read"),
-    Variable(
+    _fixed_by_stack("MCP_DATABASE_HOST", "database_host", "a host name or address", "PostgreSQL host name or address"),
+    Variable("MCP_DATABASE_PORT", "database_port", _PORT, "PostgreSQL port", compose="stack"),
+    _fixed_by_stack("MCP_DATABASE_NAME", "database_name", "a database name", "database the tools read"),
+    _fixed_by_stack(
         "MCP_DATABASE_USER",
         "database_user",
-        _text,
+        "a role name",
         "login role; must be read-only (audited at startup: no superuser, no write grants, no CREATE/TEMP)",
     ),
     Variable(
         "MCP_DATABASE_PASSWORD",
         "database_password",
-        _secret,
+        Text(_secret, "text"),
         "password of that role; prefer `MCP_DATABASE_PASSWORD_FILE` (a secret file)",
+        compose="stack",
         secret=True,
         file_variant=True,
         default_doc="(required)",
     ),
-    Variable("MCP_DATABASE_SSLMODE", "database_sslmode", _choice(*SSL_MODES), "libpq `sslmode` for the connection"),
+    Variable("MCP_DATABASE_SSLMODE", "database_sslmode", OneOf(SSL_MODES), "libpq `sslmode` for the connection"),
     Variable(
-        "MCP_DATABASE_CONNECT_TIMEOUT_MS",
+        "MCP_DATABASE_CONNECT_TIMEOUT",
         "database_connect_timeout_ms",
-        _integer(1000, 60_000),
-        "timeout of one connection attempt, in milliseconds",
+        duration(1000, 60_000),
+        "timeout of one connection attempt (libpq counts whole seconds)",
+        old_env="MCP_DATABASE_CONNECT_TIMEOUT_MS",
     ),
     Variable(
         "MCP_API_KEYS",
         "api_keys",
-        parse_api_keys,
+        Text(parse_api_keys, "`name:key` lines"),
         "bearer keys for HTTP, `name:key` per line (`#` comments allowed); prefer `MCP_API_KEYS_FILE`. "
         "Required for HTTP, unused by `--stdio`",
+        compose="stack",
         secret=True,
         file_variant=True,
         default_doc="(none)",
     ),
-    Variable(
+    _fixed_by_stack(
         "MCP_BIND_HOST",
         "bind_host",
-        _text,
+        "an address",
         "address the HTTP server listens on (the container sets 0.0.0.0; Host/Origin checks and keys stay on)",
     ),
-    Variable("MCP_PORT", "port", _integer(1, 65535), "HTTP port"),
+    Variable("MCP_PORT", "port", _PORT, "HTTP port", compose="stack"),
     Variable(
         "MCP_ALLOWED_HOSTS",
         "allowed_hosts",
-        _hosts,
+        Text(_hosts, "hosts, comma-separated", required=True),
         "accepted `Host` headers, comma-separated; a name without `:port` accepts any port (else 421)",
-        default_doc=",".join(DEFAULT_ALLOWED_HOSTS),
     ),
     Variable(
         "MCP_ALLOWED_ORIGINS",
         "allowed_origins",
-        _origins,
+        Text(_origins, "origins, comma-separated"),
         "accepted browser `Origin` headers, comma-separated; without `:port` any port (else 403). "
         "Requests without an Origin (non-browser clients) are accepted",
-        default_doc=",".join(DEFAULT_ALLOWED_ORIGINS),
     ),
-    Variable("MCP_MAX_ROWS", "max_rows", _integer(1, 10_000), "most rows a `query` returns; a model may ask fewer"),
+    Variable("MCP_MAX_ROWS", "max_rows", Whole(1, 10_000), "most rows a `query` returns; a model may ask fewer"),
     Variable(
         "MCP_MAX_BYTES",
         "max_bytes",
-        _integer(1024, 64 * 1024 * 1024),
+        size(1024, 64 * 1024 * 1024),
         "most bytes of values one result returns (UTF-8 size of the cells)",
     ),
     Variable(
         "MCP_MAX_CELL_BYTES",
         "max_cell_bytes",
-        _integer(64, 64 * 1024 * 1024),
+        size(64, 64 * 1024 * 1024),
         "longer text values are cut to this many bytes and counted in `truncated_cells`",
     ),
     Variable(
-        "MCP_STATEMENT_TIMEOUT_MS",
+        "MCP_STATEMENT_TIMEOUT",
         "statement_timeout_ms",
-        _integer(100, 600_000),
+        duration(100, 600_000),
         "server-side `statement_timeout` of every tool call; a watchdog cancels the query if it does not fire",
+        old_env="MCP_STATEMENT_TIMEOUT_MS",
     ),
     Variable(
-        "MCP_LOCK_TIMEOUT_MS",
+        "MCP_LOCK_TIMEOUT",
         "lock_timeout_ms",
-        _integer(10, 600_000),
+        duration(10, 600_000),
         "server-side `lock_timeout`: how long a query may wait for a lock",
+        old_env="MCP_LOCK_TIMEOUT_MS",
     ),
-    Variable("MCP_POOL_MIN_SIZE", "pool_min_size", _integer(0, READER_CONNECTION_LIMIT - 1), "connections kept open"),
+    Variable("MCP_POOL_MIN_SIZE", "pool_min_size", Whole(0, _POOL_SIZE_LIMIT), "connections kept open"),
     Variable(
         "MCP_POOL_MAX_SIZE",
         "pool_max_size",
-        _integer(1, READER_CONNECTION_LIMIT - 1),
+        Whole(1, _POOL_SIZE_LIMIT),
         f"most connections; stays below the reader role's CONNECTION LIMIT ({READER_CONNECTION_LIMIT}, "
         "checked again at startup)",
     ),
     Variable(
-        "MCP_POOL_TIMEOUT_MS",
+        "MCP_POOL_TIMEOUT",
         "pool_timeout_ms",
-        _integer(100, 60_000),
+        duration(100, 60_000),
         "how long a call waits for a connection before failing with a retry hint; below the statement timeout",
+        old_env="MCP_POOL_TIMEOUT_MS",
     ),
     Variable(
         "MCP_MAX_CONCURRENCY_PER_KEY",
         "max_concurrency_per_key",
-        _integer(1, 1000),
+        Whole(1, 1000),
         "requests one API key may have in flight; more get 429 with `Retry-After`",
     ),
     Variable(
         "MCP_MAX_REQUEST_BYTES",
         "max_request_bytes",
-        _integer(1024, 16 * 1024 * 1024),
+        size(1024, 16 * 1024 * 1024),
         "largest accepted HTTP request body (else 413)",
     ),
     Variable(
         "MCP_ALLOW_EXPLAIN_ANALYZE",
         "allow_explain_analyze",
-        _boolean,
+        Flag(),
         "let `explain` run `EXPLAIN ANALYZE` (still read-only, rolled back and under the timeout)",
     ),
     Variable(
         "MCP_SCHEMAS",
         "schemas",
-        _schemas,
+        Text(_schemas, "schema names, comma-separated"),
         "schemas the discovery tools and resources show, comma-separated; grants, not this list, limit `query`",
         default_doc="(every schema the role may use, except pg_catalog and information_schema)",
     ),
-    Variable("MCP_LOG_LEVEL", "log_level", _choice(*LOG_LEVELS, upper=True), "log level (logs are JSON lines)"),
+    Variable("MCP_LOG_LEVEL", "log_level", OneOf(LOG_LEVELS, upper=True), "log level (logs are JSON lines)"),
     Variable(
         "MCP_DEV_ALLOW_PRIVILEGED_ROLE",
         "dev_allow_privileged_role",
-        _boolean,
+        Flag(),
         "development only: start even when the role audit fails (logs a loud warning on every start)",
+        compose="never",
     ),
     Variable(
-        "MCP_STARTUP_TIMEOUT_MS",
+        "MCP_STARTUP_TIMEOUT",
         "startup_timeout_ms",
-        _integer(1000, 3_600_000),
-        "how long startup waits for the database before exiting with status 4",
+        duration(1000, 3_600_000),
+        "how long startup waits for the database before exiting with status 5 (dependency unreachable)",
+        old_env="MCP_STARTUP_TIMEOUT_MS",
     ),
 )
 
-_KNOWN_NAMES = frozenset(
-    name for spec in VARIABLES for name in ((spec.env, f"{spec.env}_FILE") if spec.file_variant else (spec.env,))
-)
+_KNOWN_NAMES = frozenset(name for spec in VARIABLES for name in spec.names)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """`MCP_*` names that are not settings (likely typos); the CLI warns about them rather than failing,
-    because MCP clients set variables of their own with the same prefix (e.g. `MCP_TIMEOUT`)."""
-    return sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in _KNOWN_NAMES)
+    """A problem for each `MCP_*` name that is no setting, old name or client variable: a typo would silently
+    leave a security setting at its default, so it stops the server, with the nearest name as a hint."""
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in _KNOWN_NAMES or name in CLIENT_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, sorted(_KNOWN_NAMES), n=1)
+        hint = f"did you mean {close[0]}?" if close else "every setting is listed in services/mcp/README.md"
+        problems.append(f"{name} is not a setting of pgmcp\nhint: {hint}")
+    return problems
 
 
-def _defaults() -> dict[str, Any]:
+def default_values() -> dict[str, Any]:
+    """Every `Settings` field's default, by field name."""
     return {item.name: item.default for item in fields(Settings)}
 
 
-def _read_raw(spec: Variable, environ: Mapping[str, str]) -> str | None:
-    """The raw text of a variable, from `X` or from the file named by `X_FILE`; None when unset."""
+def _read_raw(spec: Variable, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The name the value was found under and its raw text, from `X`, the file named by `X_FILE`, or the
+    deprecated name; None when unset."""
     value = environ.get(spec.env)
+    old = environ.get(spec.old_env) if spec.old_env else None
+    if spec.old_env and old is not None:
+        if value is not None:
+            raise ValueError(
+                f"both {spec.env} and {spec.old_env} are set\nhint: keep {spec.env}; {spec.old_env} is its old name"
+            )
+        if not old.strip().isdigit():
+            raise ValueError(
+                f"{spec.old_env}={old!r} is invalid: not a whole number of milliseconds\n"
+                f"hint: write {spec.env} with a unit instead, e.g. {spec.env}=5s"
+            )
+        return spec.old_env, old
     if not spec.file_variant:
-        return value
+        return None if value is None else (spec.env, value)
     file_name = environ.get(f"{spec.env}_FILE")
     if value is not None and file_name is not None:
-        raise ValueError(f"both {spec.env} and {spec.env}_FILE are set (but are exclusive): keep one")
+        raise ValueError(f"both {spec.env} and {spec.env}_FILE are set (but are exclusive)\nhint: keep one")
     if file_name is None:
-        return value
+        return None if value is None else (spec.env, value)
     path = Path(file_name)
     try:
         content = path.read_text(encoding="utf-8")
@@ -436,83 +610,57 @@ def _read_raw(spec: Variable, environ: Mapping[str, str]) -> str | None:
         raise ValueError(f"unable to read {spec.env}_FILE={file_name}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"unable to read {spec.env}_FILE={file_name}: not UTF-8 text") from None
-    return content.removesuffix("\n").removesuffix("\r")
+    return spec.env, content.removesuffix("\n").removesuffix("\r")
 
 
 def _check_values(values: Mapping[str, Any]) -> list[str]:
-    """Range checks of directly built settings (parsers already did them for env values) and cross-field rules."""
+    """Each value against its kind (parsers already did that for env values), then the cross-field rules."""
     problems: list[str] = []
-    by_field = {spec.field: spec for spec in VARIABLES}
-    for name in ("database_host", "database_name", "database_user", "bind_host"):
-        if not str(values[name]).strip():
-            problems.append(f"{by_field[name].env} must not be empty")
-    ranges = {
-        "database_port": (1, 65535),
-        "database_connect_timeout_ms": (1000, 60_000),
-        "port": (1, 65535),
-        "max_rows": (1, 10_000),
-        "max_bytes": (1024, 64 * 1024 * 1024),
-        "max_cell_bytes": (64, 64 * 1024 * 1024),
-        "statement_timeout_ms": (100, 600_000),
-        "lock_timeout_ms": (10, 600_000),
-        "pool_min_size": (0, READER_CONNECTION_LIMIT - 1),
-        "pool_max_size": (1, READER_CONNECTION_LIMIT - 1),
-        "pool_timeout_ms": (100, 60_000),
-        "max_concurrency_per_key": (1, 1000),
-        "max_request_bytes": (1024, 16 * 1024 * 1024),
-        "startup_timeout_ms": (1000, 3_600_000),
-    }
-    for name, (low, high) in ranges.items():
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            problems.append(f"{by_field[name].env}={value!r} is invalid: must be between {low} and {high}")
-    if values["database_sslmode"] not in SSL_MODES:
-        problems.append(f"MCP_DATABASE_SSLMODE={values['database_sslmode']!r} must be one of {', '.join(SSL_MODES)}")
-    if values["log_level"] not in LOG_LEVELS:
-        problems.append(f"MCP_LOG_LEVEL={values['log_level']!r} must be one of {', '.join(LOG_LEVELS)}")
-    if not values["allowed_hosts"]:
-        problems.append("MCP_ALLOWED_HOSTS must name at least one host")
+    for spec in VARIABLES:
+        problem = spec.kind.check(values[spec.field])
+        if problem:
+            problems.append(f"{spec.env}={spec.kind.show(values[spec.field])!r} is invalid: {problem}")
     if problems:
         return problems  # cross-field rules compare values that are known to be in range
+    duration = show_milliseconds
     if values["pool_min_size"] > values["pool_max_size"]:
         problems.append(
-            f"MCP_POOL_MIN_SIZE={values['pool_min_size']} is above MCP_POOL_MAX_SIZE={values['pool_max_size']}: "
-            "lower the minimum"
+            f"MCP_POOL_MIN_SIZE={values['pool_min_size']} is above MCP_POOL_MAX_SIZE={values['pool_max_size']}\n"
+            "hint: lower the minimum"
         )
     if values["pool_timeout_ms"] >= values["statement_timeout_ms"]:
         problems.append(
-            f"MCP_POOL_TIMEOUT_MS={values['pool_timeout_ms']} must be below MCP_STATEMENT_TIMEOUT_MS="
-            f"{values['statement_timeout_ms']}, so an unavailable database fails a call quickly"
+            f"MCP_POOL_TIMEOUT={duration(values['pool_timeout_ms'])} must be below MCP_STATEMENT_TIMEOUT="
+            f"{duration(values['statement_timeout_ms'])}\nhint: lower it, so an unavailable database fails a call "
+            "quickly"
         )
     if values["lock_timeout_ms"] > values["statement_timeout_ms"]:
         problems.append(
-            f"MCP_LOCK_TIMEOUT_MS={values['lock_timeout_ms']} is above MCP_STATEMENT_TIMEOUT_MS="
-            f"{values['statement_timeout_ms']}: it would never fire"
+            f"MCP_LOCK_TIMEOUT={duration(values['lock_timeout_ms'])} is above MCP_STATEMENT_TIMEOUT="
+            f"{duration(values['statement_timeout_ms'])}: it would never fire\nhint: lower it"
         )
     if values["max_cell_bytes"] > values["max_bytes"]:
         problems.append(
-            f"MCP_MAX_CELL_BYTES={values['max_cell_bytes']} is above MCP_MAX_BYTES={values['max_bytes']}: "
-            "one cell could never be returned whole"
+            f"MCP_MAX_CELL_BYTES={show_bytes(values['max_cell_bytes'])} is above MCP_MAX_BYTES="
+            f"{show_bytes(values['max_bytes'])}: one cell could never be returned whole\nhint: lower it"
         )
     return problems
 
 
-def render_env_table() -> str:
-    """The README's configuration table (Markdown), generated from `VARIABLES` and the `Settings` defaults."""
-    defaults = _defaults()
-    lines = [
-        "| Variable | Default | Description |",
-        "|---|---|---|",
-    ]
-    for spec in VARIABLES:
-        name = f"`{spec.env}`" + (f" / `{spec.env}_FILE`" if spec.file_variant else "")
-        if spec.default_doc is not None:
-            default = spec.default_doc if spec.default_doc.startswith("(") else f"`{spec.default_doc}`"
-        else:
-            value = defaults[spec.field]
-            default = f"`{str(value).lower() if isinstance(value, bool) else value}`"
-        lines.append(f"| {name} | {default} | {spec.help} |")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["VARIABLES", "ApiKey", "Settings", "Variable", "parse_api_keys", "render_env_table", "unknown_variables"]
+__all__ = [
+    "CLIENT_VARIABLES",
+    "VARIABLES",
+    "ApiKey",
+    "Flag",
+    "Kind",
+    "OneOf",
+    "Settings",
+    "Text",
+    "Variable",
+    "Whole",
+    "default_values",
+    "duration",
+    "parse_api_keys",
+    "size",
+    "unknown_variables",
+]

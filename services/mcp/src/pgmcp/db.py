@@ -1,10 +1,10 @@
 """The connection pool and what happens around it: startup checks (ROLE), hygiene on return (HYG), and
 turning "no connection" into a clear, transient tool error.
 
-Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT_MS`, stopping at
+Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT`, stopping at
 once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and loads
 the function catalogue the guard needs. Only then is the pool opened. At run time a call waits at most
-`MCP_POOL_TIMEOUT_MS` for a connection; when none comes, a quick diagnosis says why (down, restarting, out
+`MCP_POOL_TIMEOUT` for a connection; when none comes, a quick diagnosis says why (down, restarting, out
 of connections, or simply busy) and the pool recovers by itself once the database answers again.
 """
 
@@ -302,7 +302,7 @@ class Database:
                     raise DatabaseUnreachable(
                         f"unable to connect to {settings.database_target()} after {attempts} attempts in "
                         f"{settings.startup_timeout_ms / 1000:.0f} s: {reason}\n"
-                        "hint: is PostgreSQL running and reachable from here? Raise MCP_STARTUP_TIMEOUT_MS if it "
+                        "hint: is PostgreSQL running and reachable from here? Raise MCP_STARTUP_TIMEOUT if it "
                         "needs longer to start"
                     ) from None
                 logger.warning("database not reachable yet (%s): retrying in %.1f s", reason, min(delay, remaining))

@@ -2,7 +2,7 @@
 
 Two families:
 - startup failures (`ConfigError`, `StartupRefused`, `DatabaseUnreachable`): the process exits with the status
-  listed in `EXIT_STATUS`, printing one line per problem;
+  listed in `EXIT_STATUS` (an `ExitCode`), printing one item per problem with its `hint:` lines;
 - tool-call failures (`CallError` and its subclasses): turned into an MCP tool error (`isError: true`) whose
   text says what failed, the SQLSTATE when there is one, and what to do next.
 """
@@ -10,10 +10,16 @@ Two families:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
 
 
 class PgMcpError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+def _listed(problems: Sequence[str]) -> str:
+    """One `  - ` item per problem; its `hint:` lines (and any other continuation) indented under it."""
+    return "\n".join("  - " + problem.replace("\n", "\n    ") for problem in problems)
 
 
 # -- startup ------------------------------------------------------------------------------------------------
@@ -24,7 +30,7 @@ class ConfigError(PgMcpError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in self.problems))
+        super().__init__("invalid configuration:\n" + _listed(self.problems))
 
 
 class StartupRefused(PgMcpError):
@@ -32,26 +38,39 @@ class StartupRefused(PgMcpError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        super().__init__("refusing to start:\n" + "\n".join(f"  - {problem}" for problem in self.problems))
+        super().__init__("refusing to start:\n" + _listed(self.problems))
 
 
 class DatabaseUnreachable(PgMcpError):
     """The database could not be reached at startup within the startup timeout, or refused our credentials."""
 
 
-EXIT_STATUS: dict[type[PgMcpError], int] = {
-    ConfigError: 2,
-    StartupRefused: 3,
-    DatabaseUnreachable: 4,
+class ExitCode(IntEnum):
+    """Exit statuses of `python -m pgmcp`, one meaning each and the same numbers as pgbackup's
+    (docs/conventions.md, where a test checks this table)."""
+
+    OK = 0  # served and shut down cleanly, or healthy (`healthcheck`)
+    UNHEALTHY = 1  # `healthcheck` only: /healthz did not answer 200 (Docker reserves 2)
+    USAGE = 2  # argparse: unknown command or option
+    CONFIG = 3  # invalid configuration, unknown MCP_* variable included; every problem is listed
+    STARTUP = 4  # startup refused: the role audit failed, or a runtime check did
+    UNREACHABLE = 5  # the database did not answer within MCP_STARTUP_TIMEOUT, or refused the credentials
+    INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
+
+
+EXIT_STATUS: dict[type[PgMcpError], ExitCode] = {
+    ConfigError: ExitCode.CONFIG,
+    StartupRefused: ExitCode.STARTUP,
+    DatabaseUnreachable: ExitCode.UNREACHABLE,
 }
-"""Exit status of `python -m pgmcp` per failure; anything else that escapes is a bug and exits 1."""
+"""Exit status of `python -m pgmcp` per failure; anything else that escapes is a bug (INTERNAL)."""
 
 
-def exit_status(error: PgMcpError) -> int:
+def exit_status(error: PgMcpError) -> ExitCode:
     for kind, status in EXIT_STATUS.items():
         if isinstance(error, kind):
             return status
-    return 1
+    return ExitCode.INTERNAL
 
 
 # -- tool calls ---------------------------------------------------------------------------------------------
@@ -106,6 +125,7 @@ __all__ = [
     "DatabaseFailed",
     "DatabaseUnavailable",
     "DatabaseUnreachable",
+    "ExitCode",
     "InvalidArgument",
     "PgMcpError",
     "QueryRejected",

@@ -1,4 +1,4 @@
-"""`drill [--set ID|latest] [--report PATH] [--max-rto SECONDS] [--max-rpo SECONDS]`: prove a set restores."""
+"""`drill [--set ID|latest] [--report PATH] [--max-rto DURATION] [--max-rpo DURATION]`: prove a set restores."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def _seconds(text: str) -> float:
     try:
         value = parse_duration(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: {exc}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: must be more than 0")
     return value
 
 
@@ -36,10 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, metavar="PATH", help="JSON report path (default: BACKUP_DIR/drills/<start>-<set>.json)"
     )
     parser.add_argument(
-        "--max-rto", type=_seconds, metavar="SECONDS", help="fail when RTO is longer (default BACKUP_DRILL_MAX_RTO)"
+        "--max-rto", type=_seconds, metavar="DURATION", help="fail when RTO is longer (default BACKUP_DRILL_MAX_RTO)"
     )
     parser.add_argument(
-        "--max-rpo", type=_seconds, metavar="SECONDS", help="fail when RPO is longer (default BACKUP_DRILL_MAX_RPO)"
+        "--max-rpo", type=_seconds, metavar="DURATION", help="fail when RPO is longer (default BACKUP_DRILL_MAX_RPO)"
     )
 
 
