@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -13,9 +15,10 @@ import pytest
 
 from pgmcp import config
 from pgmcp.app import create_app, create_mcp
+from pgmcp.errors import ExitCode
 from pgmcp.layers import ALL_LAYERS, Layers
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres
+from tests.fixtures.mcp import McpServerProcess, server_environment, start_mcp_process
+from tests.fixtures.native_pg import NativePostgres, free_port
 
 LAYER_NAMES = [field.name for field in fields(Layers)]
 SOURCE = Path(config.__file__).parent
@@ -45,11 +48,14 @@ def test_the_entry_point_never_passes_layers() -> None:
         assert default.get("layers") is ALL_LAYERS
 
 
+SWITCHES = ("MCP_LAYERS", "MCP_DISABLE_AST", "MCP_READ_ONLY", "MCP_GUARD")
+"""Environment variables an operator might try to switch layers off with."""
+
+
 @pytest.fixture(scope="module")
 def production(pg: NativePostgres) -> Iterator[McpServerProcess]:
-    """The real entry point, with environment variables an operator might try to switch layers off with."""
-    tries = {name: "off" for name in ("MCP_LAYERS", "MCP_DISABLE_AST", "MCP_READ_ONLY", "MCP_GUARD", "PGMCP_LAYERS")}
-    process = start_mcp_process(pg, keys={"ops": secrets.token_hex(32)}, overrides=tries)
+    """The real entry point, with a variable outside the server's prefix that claims to switch layers off."""
+    process = start_mcp_process(pg, keys={"ops": secrets.token_hex(32)}, overrides={"PGMCP_LAYERS": "off"})
     try:
         yield process
     finally:
@@ -57,7 +63,17 @@ def production(pg: NativePostgres) -> Iterator[McpServerProcess]:
 
 
 def test_production_runs_every_layer_whatever_the_environment(production: McpServerProcess) -> None:
-    log = production.log_text()
-    assert "layers role,ro,one,ast,tmo,cap,hyg" in log
-    for name in ("MCP_LAYERS", "MCP_DISABLE_AST", "MCP_READ_ONLY", "MCP_GUARD"):
-        assert f"{name} is not a setting of this server (ignored)" in log
+    assert "layers role,ro,one,ast,tmo,cap,hyg" in production.log_text()
+
+
+def test_a_switch_with_the_servers_prefix_stops_it(pg: NativePostgres, tmp_path: Path) -> None:
+    """An unknown MCP_* variable is a configuration error (exit 3), not something to ignore: the server never
+    serves while someone believes a layer is off."""
+    env = server_environment(pg, tmp_path, port=free_port(), keys={"ops": secrets.token_hex(32)})
+    env.update({name: "off" for name in SWITCHES})
+    result = subprocess.run(
+        [sys.executable, "-m", "pgmcp"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == ExitCode.CONFIG
+    for name in SWITCHES:
+        assert f"  - {name} is not a setting of pgmcp\n    hint: " in result.stderr
