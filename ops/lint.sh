@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LINT_PYTHON_PATHS=(services tests loadtests)
 
 lint_main() {
-	local venv="$OPS_ROOT/.venv/bin"
+	local venv="$OPS_VENV/bin"
 	cd "$OPS_ROOT"
 	if ! command -v shellcheck >/dev/null 2>&1; then
 		ops_install_packages "install ShellCheck (https://www.shellcheck.net), then run make lint again" shellcheck

@@ -12,8 +12,8 @@ venv_main() {
 		ops_die "$python is $("$python" --version 2>&1): Python 3.11 or newer is needed" "hint: PYTHON=python3.12 make venv"
 	ops_step "creating the virtualenv $venv"
 	"$python" -m venv "$venv"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$OPS_ROOT/requirements/dev.lock"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+	ops_pip "$venv/bin/python" install --quiet -r "$OPS_ROOT/requirements/dev.lock"
+	ops_pip "$venv/bin/python" install --quiet --no-deps \
 		-e "$OPS_ROOT/services/mcp" -e "$OPS_ROOT/services/backup"
 	touch "$venv/.installed"
 }

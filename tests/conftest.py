@@ -32,7 +32,8 @@ def pytest_report_header() -> list[str]:
     lines = []
     for label, command in (
         ("docker", ["docker", "version", "--format", "{{.Server.Version}}"]),
-        ("compose", ["bash", "-c", "docker compose version --short 2>/dev/null || docker-compose version --short"]),
+        # the Compose every ops/ script and fixture runs (v2, `docker compose`), through the same script
+        ("compose", [str(Path(__file__).parents[1] / "ops" / "compose.sh"), "version", "--short"]),
     ):
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)

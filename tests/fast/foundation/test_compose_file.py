@@ -28,7 +28,7 @@ def services() -> dict[str, Any]:
 
 
 def test_compose_accepts_the_file() -> None:
-    """Compose itself (v2 or v1.29, whichever is installed) validates the file."""
+    """Compose v2 itself validates the file."""
     env = {**os.environ, "POSTGRES_IMAGE": "postgres:18.6-bookworm", "PYTHON_IMAGE": "python:3.11-slim-bookworm"}
     result = subprocess.run(
         [str(REPO / "ops" / "compose.sh"), "config", "--quiet"], env=env, capture_output=True, text=True, check=False
