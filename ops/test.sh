@@ -10,9 +10,14 @@ test_main() {
 	"$OPS_ROOT/ops/docker-engine.sh"
 	"$OPS_ROOT/ops/secrets.sh"
 	"$OPS_ROOT/ops/images.sh"
+	# built here, with its steps shown: the stack tier's own build (tests/fixtures/stack.py) is then cached
+	ops_build_services
 	ops_step "running the test suite (fast tier, then stack tier)"
 	cd "$OPS_ROOT"
-	exec "$OPS_ROOT/.venv/bin/python" -m pytest "$@"
+	local status=0
+	"$OPS_VENV/bin/python" -m pytest "$@" || status=$?
+	ops_step "the test suite finished with exit status $status, after $(ops_elapsed)"
+	return "$status"
 }
 
 test_main "$@"

@@ -17,13 +17,16 @@ up_main() {
 		ops_note "created $OPS_ENV_FILE from .env.example"
 	fi
 	"$OPS_ROOT/ops/images.sh"
-	ops_step "building the mcp and backup images"
-	"$OPS_ROOT/ops/compose.sh" build --quiet mcp backup 2>&1 | grep -v -E 'DEPRECATED|buildx|BuildKit|^ *$' >&2 || : # ignore: grep finds nothing on a quiet build
-	ops_step "starting the stack (project ${COMPOSE_PROJECT_NAME:-pgstack})"
-	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres mcp backup
-	"$OPS_ROOT/ops/wait-healthy.sh" postgres mcp backup
+	ops_build_services
+	# postgres first: its first start (initdb, demo data) is the long wait, and wait-healthy shows it
+	ops_step "starting postgres (project ${COMPOSE_PROJECT_NAME:-pgstack})"
+	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres
+	"$OPS_ROOT/ops/wait-healthy.sh" postgres
+	ops_step "starting mcp and backup"
+	"$OPS_ROOT/ops/compose.sh" up -d mcp backup
+	"$OPS_ROOT/ops/wait-healthy.sh" mcp backup
 	cat >&2 <<-EOM
-		==> the stack is up
+		==> the stack is up, after $(ops_elapsed)
 		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app  (make psql, make psql ROLE=mcp_reader)
 		    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
 		    secrets     compose/secrets/  (mode 0600)

