@@ -1,5 +1,6 @@
-"""The front door and the ops/ scripts that need no Docker: make help, secrets, clean's refusal, and the
-postgres stand-in entrypoint's functions (sourced, as its sourced-guard allows)."""
+"""The front door and the ops/ scripts: make help, secrets, clean's refusal, the postgres stand-in
+entrypoint's functions (sourced, as its sourced-guard allows), the progress helpers, and, with Docker
+(the stack marker), the Compose v2 plugin install, pull attempts, image builds and health waits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.native_pg import SERVICE_USER, free_port, service_user_ids
+from tests.fixtures.stack import Stack
 
 REPO = Path(__file__).resolve().parents[3]
 ENTRYPOINT = REPO / "ops" / "images" / "postgres" / "docker-entrypoint.sh"
@@ -346,3 +348,24 @@ def test_an_image_build_shows_each_step(tmp_path: Path) -> None:
     assert shown[-1] == "done"
     log = tmp_path / "state" / "logs" / f"build-{tag.replace('/', '-').replace(':', '-')}.log"
     assert "echo second" in log.read_text()
+
+
+def test_the_health_wait_shows_each_service_that_is_not_healthy_yet(stack: Stack) -> None:
+    """A restarted mcp is `starting` until its first health check (10 s): the wait shows it, with its
+    last log line, every WAIT_REPORT_SECONDS, then when it turned healthy."""
+    stack.compose("restart", "mcp")
+    result = subprocess.run(
+        [str(REPO / "ops" / "wait-healthy.sh"), "mcp"],
+        env={**stack.env(), "WAIT_REPORT_SECONDS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    waiting = re.findall(
+        r"^ +\d+s  mcp: not healthy yet \(running/starting\); last log line: (.+)$", result.stderr, re.M
+    )
+    assert waiting, result.stderr
+    assert re.search(r"^ +\d+s  mcp: healthy$", result.stderr, re.MULTILINE), result.stderr
+    assert stack.container("mcp").attrs["State"]["Health"]["Status"] == "healthy"
