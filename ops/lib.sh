@@ -104,9 +104,10 @@ ops_progress_filter() {
 
 # usage: ops_run_with_progress PATTERN LOG COMMAND [ARG...]
 #    ie: ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$OPS_STATE_DIR/logs/build.log" docker build .
-# Runs COMMAND (not a shell function: it runs in a pipeline, where errexit is off) with its stdout and
-# stderr going to LOG, showing its progress as ops_progress_filter does and, at the end, how long it
-# took. When it fails, shows the last lines of LOG. Returns COMMAND's exit status.
+# Runs COMMAND with its stdout and stderr going to LOG, showing its progress as ops_progress_filter does
+# and, at the end, how long it took. When it fails, shows the last lines of LOG. Returns COMMAND's exit
+# status. COMMAND runs in a pipeline, where errexit is off: a shell function given as COMMAND must be a
+# single command (like ops_pip) or check its own steps.
 ops_run_with_progress() {
 	local pattern="$1" log="$2" started="$EPOCHSECONDS" status=0
 	shift 2
