@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,13 +24,15 @@ from typing import Any
 
 import psycopg
 
+from devtools.backup_env import backup_environment
+from devtools.native_pg import BIN_DIR, NativePostgres
+from devtools.paths import REPO
 from pgbackup.cancel import Cancellation
 from pgbackup.clock import SystemClock
 from pgbackup.config import Settings
 from pgbackup.drill import run_drill
 from pgbackup.restore import restore_set
 from pgbackup.runner import BackupRunner
-from tests.fixtures.native_pg import BIN_DIR, REPO, SERVICE_USER, NativePostgres, start_native_postgres
 
 RESTORE_JOBS = 2
 
@@ -49,20 +50,7 @@ def drop(server: NativePostgres, *names: str) -> None:
 
 
 def settings_for(server: NativePostgres, backup_dir: Path, role: str) -> Settings:
-    env = {
-        "BACKUP_PGHOST": server.host,
-        "BACKUP_PGPORT": str(server.port),
-        "BACKUP_PGUSER": role,
-        "BACKUP_PGPASSWORD": server.passwords[role],
-        "BACKUP_DIR": str(backup_dir),
-        "BACKUP_DATABASES": "app",
-        "BACKUP_PG_BIN_DIR": str(BIN_DIR),
-        "BACKUP_RESTORE_JOBS": str(RESTORE_JOBS),
-        "BACKUP_MIN_FREE_BYTES": "1MiB",
-        "BACKUP_KEEP_LAST": "1",
-    }
-    if os.geteuid() == 0:
-        env["BACKUP_DRILL_USER"] = SERVICE_USER
+    env = backup_environment(server, backup_dir, role, BACKUP_RESTORE_JOBS=str(RESTORE_JOBS), BACKUP_KEEP_LAST="1")
     return Settings.from_env(env)
 
 
@@ -96,7 +84,7 @@ def plain_restore(server: NativePostgres, path: Path, target: str) -> None:
 def run(orders: int, rounds: int, max_overhead: float, report_path: Path) -> int:
     clock = SystemClock()
     print(f"bench-backup: starting a native PostgreSQL 18 with {orders} demo orders", flush=True)
-    setup_seconds, server = timed(lambda: start_native_postgres(demo_orders=orders))
+    setup_seconds, server = timed(NativePostgres(demo_orders=orders).start)
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     samples: dict[str, list[float]] = {
         "plain_dump": [],

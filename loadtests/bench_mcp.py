@@ -29,6 +29,7 @@ import psycopg
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
+from devtools.paths import REPO
 from loadtests.harness import (
     LEGACY,
     MODERN,
@@ -40,7 +41,6 @@ from loadtests.harness import (
     rpc_request,
 )
 from pgmcp.introspect import DESCRIBE_SQL
-from tests.fixtures.native_pg import REPO
 
 REPORT = REPO / "reports" / "bench-mcp.json"
 TARGETS = {"select1_median_ms": 2.0, "select1_p95_ms": 4.0, "calls_per_s_at_10": 1000.0, "peak_rss_mb": 150.0}

@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres, start_native_postgres
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
@@ -54,18 +54,13 @@ def local_target(
     *, demo_orders: int = 10_000, big_table: bool = False, clients: int = 50, overrides: dict[str, str] | None = None
 ) -> Iterator[Target]:
     """A private PostgreSQL and server, one API key per client (the per-key limit is a policy, not a bottleneck)."""
-    pg = start_native_postgres(demo_orders=demo_orders)
-    try:
+    with NativePostgres(demo_orders=demo_orders) as pg:
         if big_table:
             create_big_table(pg)
         keys = {f"client{number:02d}": secrets.token_hex(32) for number in range(clients)}
-        server = start_mcp_process(pg, keys=keys, overrides={"MCP_LOG_LEVEL": "WARNING", **(overrides or {})})
-        try:
+        overrides = {"MCP_LOG_LEVEL": "WARNING", **(overrides or {})}
+        with start_mcp_process(pg, keys=keys, overrides=overrides) as server:
             yield Target(pg=pg, server=server)
-        finally:
-            server.cleanup()
-    finally:
-        pg.cleanup()
 
 
 def rpc_request(port: int, key: str, tool: str, arguments: dict[str, Any], *, version: str = MODERN) -> bytes:

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from devtools.paths import REPO
 from loadtests.harness import local_target
-from tests.fixtures.native_pg import REPO
 
 REPORTS = REPO / "reports"
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

@@ -7,7 +7,7 @@
 #                                      MCP_API_KEY
 #
 # The suite cannot send an Authorization header, so it talks to a loopback proxy that adds the key and passes
-# everything else (the Host and Origin headers included) through unchanged (tests/fixtures/mcp.py).
+# everything else (the Host and Origin headers included) through unchanged (devtools/mcp_server.py).
 # Most of the suite's scenarios expect the reference test server's own tool, resource and prompt names; the ones
 # that mean something for any server are listed in CONFORMANCE_SCENARIOS. Exit status: 0 when all of them pass.
 #
@@ -77,7 +77,7 @@ conformance_main() {
 	mkdir -p "$CONFORMANCE_WORK/home" "$report_dir"
 	trap conformance_stop_target EXIT
 
-	local -a target=("$python" -m tests.fixtures.mcp conformance-target --ready-file "$CONFORMANCE_WORK/ready.json")
+	local -a target=("$python" -m devtools.mcp_server conformance-target --ready-file "$CONFORMANCE_WORK/ready.json")
 	if [[ -n "$url" ]]; then
 		[[ -n "${MCP_API_KEY:-}" ]] || ops_die "testing $url needs its API key in MCP_API_KEY"
 		target+=(--url "$url")

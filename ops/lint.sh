@@ -7,7 +7,7 @@ set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-LINT_PYTHON_PATHS=(services tests loadtests)
+LINT_PYTHON_PATHS=(services devtools tests loadtests)
 
 lint_main() {
 	local venv="$OPS_VENV/bin"

@@ -1,37 +1,8 @@
-"""Small helpers every tier uses. No sleeps in tests: wait for a condition, with a deadline."""
+"""Small helpers every tier uses. No sleeps in tests: wait for a condition, with a deadline (`wait_until`, which
+lives in devtools/wait.py so that the benchmarks and ops/ poll the same way)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from devtools.wait import WaitTimeout, wait_until
 
-
-class WaitTimeout(AssertionError):
-    """A condition did not come true in time; the message names it and the last state seen."""
-
-
-def wait_until(
-    predicate: Callable[[], object],
-    *,
-    timeout: float,
-    interval: float = 0.2,
-    what: str,
-    describe: Callable[[], str] | None = None,
-) -> object:
-    """Poll `predicate` until it returns something truthy and return that; raise WaitTimeout naming
-    `what` (and `describe()`, the last observed state) after `timeout` seconds. Exceptions raised by the
-    predicate count as "not yet" and the last one is reported."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:  # reported below if the condition never comes true
-            last_error = exc
-        if time.monotonic() >= deadline:
-            state = describe() if describe else ""
-            cause = f"; last error: {last_error!r}" if last_error else ""
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}{cause} {state}".rstrip())
-        time.sleep(interval)
+__all__ = ["WaitTimeout", "wait_until"]

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp.catalog import FunctionCatalog, load_function_catalog
-from pgmcp.layers import Layers
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.harness import McpHarness, harness_settings
+from tests.security.harness import Servers
 from tests.security.state import DatabaseState, capture_state
 
 
@@ -43,31 +42,6 @@ def bystander(pg: NativePostgres) -> Iterator[psycopg.Connection]:
     with psycopg.connect(pg.dsn("app_owner"), autocommit=True) as conn:
         conn.execute("SELECT 1")
         yield conn
-
-
-class Servers:
-    """One in-process MCP server per layer configuration, opened on first use, closed at session end."""
-
-    def __init__(self, pg: NativePostgres) -> None:
-        self._pg = pg
-        self._open: dict[tuple[str, ...], McpHarness] = {}
-
-    def get(self, active: tuple[str, ...]) -> McpHarness:
-        """The shared server with exactly the `active` layers on."""
-        key = tuple(sorted(active))
-        if key not in self._open:
-            self._open[key] = self.private(key)
-        return self._open[key]
-
-    def private(self, active: tuple[str, ...]) -> McpHarness:
-        """A server of the caller's own, which the caller must close."""
-        layers = Layers.only(*active)
-        return McpHarness(harness_settings(self._pg, layers), layers)
-
-    def close(self) -> None:
-        for harness in self._open.values():
-            harness.close()
-        self._open.clear()
 
 
 @pytest.fixture(scope="session")

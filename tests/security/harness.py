@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from mcp import Client
 from mcp.types import CallToolResult
 
+from devtools.native_pg import NativePostgres
 from pgmcp.app import create_mcp
 from pgmcp.config import Settings
 from pgmcp.layers import Layers
-from tests.fixtures.native_pg import NativePostgres
 
 T = TypeVar("T")
 
@@ -151,3 +151,28 @@ def _first_leaf(exc: BaseException) -> BaseException:
 def text_of(result: CallToolResult) -> str:
     """All text content of a tool result, joined."""
     return "\n".join(getattr(item, "text", "") for item in result.content)
+
+
+class Servers:
+    """One in-process MCP server per layer configuration, opened on first use, closed at session end."""
+
+    def __init__(self, pg: NativePostgres) -> None:
+        self._pg = pg
+        self._open: dict[tuple[str, ...], McpHarness] = {}
+
+    def get(self, active: tuple[str, ...]) -> McpHarness:
+        """The shared server with exactly the `active` layers on."""
+        key = tuple(sorted(active))
+        if key not in self._open:
+            self._open[key] = self.private(key)
+        return self._open[key]
+
+    def private(self, active: tuple[str, ...]) -> McpHarness:
+        """A server of the caller's own, which the caller must close."""
+        layers = Layers.only(*active)
+        return McpHarness(harness_settings(self._pg, layers), layers)
+
+    def close(self) -> None:
+        for harness in self._open.values():
+            harness.close()
+        self._open.clear()

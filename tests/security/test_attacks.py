@@ -15,10 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.conftest import Servers
+from devtools.native_pg import NativePostgres
 from tests.security.corpus import ALL_LAYER_NAMES, CORPUS, Run, runs
-from tests.security.harness import McpHarness, text_of
+from tests.security.harness import McpHarness, Servers, text_of
 from tests.security.legit_corpus import LEGIT
 from tests.security.state import DatabaseState, assert_unchanged, capture_state
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp.catalog import (
     ALLOWED_VOLATILE,
     DENIED_FUNCTIONS,
@@ -15,7 +16,6 @@ from pgmcp.catalog import (
     judge_function,
     load_function_catalog,
 )
-from tests.fixtures.native_pg import NativePostgres
 
 
 def test_function_info_rejects_unknown_volatility() -> None:

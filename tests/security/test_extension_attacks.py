@@ -12,13 +12,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp.errors import StartupRefused
 from pgmcp.layers import Layers
 from pgmcp.role_audit import RoleProblem, audit_role
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.conftest import Servers
 from tests.security.corpus import ALL_LAYER_NAMES
-from tests.security.harness import McpHarness, harness_settings, text_of
+from tests.security.harness import McpHarness, Servers, harness_settings, text_of
 
 CROSSTAB_LOCK = (
     "SELECT * FROM crosstab('SELECT ''a''::text, ''b''::text, pg_advisory_lock(4242)::text') AS t(r text, c text)"

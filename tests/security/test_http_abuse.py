@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"

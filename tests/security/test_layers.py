@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.mcp_server import McpServerProcess, server_environment, start_mcp_process
+from devtools.native_pg import NativePostgres
+from devtools.net import free_port
 from pgmcp import config
 from pgmcp.app import create_app, create_mcp
 from pgmcp.errors import ExitCode
 from pgmcp.layers import ALL_LAYERS, Layers
-from tests.fixtures.mcp import McpServerProcess, server_environment, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres, free_port
 
 LAYER_NAMES = [field.name for field in fields(Layers)]
 SOURCE = Path(config.__file__).parent

@@ -14,12 +14,11 @@ import pglast
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp.catalog import FunctionCatalog, load_function_catalog
 from pgmcp.guard import validate
 from pgmcp.layers import Layers
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.conftest import Servers
-from tests.security.harness import McpHarness, text_of
+from tests.security.harness import McpHarness, Servers, text_of
 from tests.security.legit_corpus import EXTENSIONS, LEGIT
 
 

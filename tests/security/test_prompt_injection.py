@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.conftest import Servers
+from devtools.native_pg import NativePostgres
 from tests.security.corpus import ALL_LAYER_NAMES
-from tests.security.harness import McpHarness, text_of
+from tests.security.harness import McpHarness, Servers, text_of
 from tests.security.state import assert_unchanged, capture_state
 
 PAYLOAD = (

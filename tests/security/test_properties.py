@@ -18,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.native_pg import NativePostgres
 from pgmcp.catalog import FunctionCatalog, load_function_catalog
 from pgmcp.guard import QueryRejected, ValidatedQuery, validate
 from pgmcp.layers import Layers
-from tests.fixtures.native_pg import NativePostgres, start_native_postgres
+from tests.fixtures.pg import native_pg_fixture
 from tests.security.corpus import CORPUS
 from tests.security.legit_corpus import LEGIT
 
@@ -70,13 +71,7 @@ def mutations(draw: st.DrawFn) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def private_pg() -> Iterator[NativePostgres]:
-    server = start_native_postgres(demo_orders=200)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+private_pg = native_pg_fixture(scope="module", demo_orders=200)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.native_pg import NativePostgres
 from pgmcp.layers import Layers
-from tests.fixtures.native_pg import NativePostgres
 from tests.helpers import wait_until
-from tests.security.conftest import Servers
 from tests.security.corpus import ALL_LAYER_NAMES
-from tests.security.harness import McpHarness, harness_settings, text_of
+from tests.security.harness import McpHarness, Servers, harness_settings, text_of
 
 MAX_ROWS = 100  # the harness's Settings default
 

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.native_pg import NativePostgres
 from pgmcp.role_audit import DANGEROUS_MEMBERSHIPS, RoleProblem, audit_role
-from tests.fixtures.native_pg import NativePostgres
 
 
 async def _audit(dsn: str) -> list[RoleProblem]:

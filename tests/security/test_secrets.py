@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
 
 KEY_NAME = "auditor"
 PARAM_SECRET = "param-" + secrets.token_hex(12)

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp.catalog import FunctionCatalog, FunctionInfo
 from pgmcp.guard import vet_function_bodies
-from tests.fixtures.native_pg import NativePostgres
-from tests.security.conftest import Servers
 from tests.security.corpus import ALL_LAYER_NAMES
-from tests.security.harness import text_of
+from tests.security.harness import Servers, text_of
 
 LOCK_KEY = 4343
 ADVISORY_LOCKS = f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {LOCK_KEY}"

@@ -12,7 +12,7 @@ import docker
 import psycopg
 import pytest
 
-from tests.fixtures.native_pg import free_port
+from devtools.net import free_port
 from tests.fixtures.stack import REPO, START_TIMEOUT, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.destructive]

@@ -6,78 +6,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgbackup.cancel import Cancellation
-from pgbackup.catalog import BackupSet, scan
 from pgbackup.clock import SystemClock
-from pgbackup.config import Settings
 from pgbackup.dump import take_backup
-from pgbackup.files import free_bytes
-from tests.fixtures.native_pg import BIN_DIR, SERVICE_USER, NativePostgres, start_native_postgres
-
-EnvFactory = Callable[..., dict[str, str]]
-
-
-class FakeClock:
-    """A clock that moves only when told to: wall time for records, monotonic time for durations."""
-
-    def __init__(self, start: datetime) -> None:
-        self.moment = start
-        self.ticks = 0.0
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def monotonic(self) -> float:
-        return self.ticks
-
-    def advance(self, delta: timedelta) -> None:
-        self.moment += delta
-        self.ticks += delta.total_seconds()
+from tests.fast.backup.helpers import EnvFactory, FakeClock, WebhookReceiver, backup_env, settings_of, tmpfs
+from tests.fixtures.pg import native_pg_fixture
 
 
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock(datetime(2026, 1, 1, 0, 30, tzinfo=UTC))
-
-
-def backup_env(
-    server: NativePostgres, backup_dir: Path, role: str = "backup_operator", **overrides: str
-) -> dict[str, str]:
-    """BACKUP_* settings for `server` as `role`, writing to `backup_dir`; keyword overrides win."""
-    env = {
-        "BACKUP_PGHOST": server.host,
-        "BACKUP_PGPORT": str(server.port),
-        "BACKUP_PGUSER": role,
-        "BACKUP_PGPASSWORD": server.passwords[role],
-        "BACKUP_DIR": str(backup_dir),
-        "BACKUP_DATABASES": "app",
-        "BACKUP_PG_BIN_DIR": str(BIN_DIR),
-        "BACKUP_MIN_FREE_BYTES": "1MiB",
-        "BACKUP_STATUS_PORT": "0",
-        "BACKUP_CONNECT_RETRY": "0",
-        "BACKUP_LOG_LEVEL": "DEBUG",
-    }
-    if os.geteuid() == 0:  # PostgreSQL refuses root: the drill's server runs as the fixture's user
-        env["BACKUP_DRILL_USER"] = SERVICE_USER
-    env.update(overrides)
-    return env
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    return Settings.from_env(env)
 
 
 @pytest.fixture
@@ -90,14 +37,11 @@ def make_env(pg: NativePostgres, tmp_path: Path) -> EnvFactory:
     return factory
 
 
-@pytest.fixture(scope="session")
-def private_pg() -> Iterator[NativePostgres]:
-    """A server of the backup tests' own, for faults the shared one must not see (stop, full slots, locks)."""
-    server = start_native_postgres(demo_orders=200)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+private_pg = native_pg_fixture(
+    scope="session",
+    demo_orders=200,
+    doc="A server of the backup tests' own, for faults the shared one must not see (stop, full slots, locks).",
+)
 
 
 @pytest.fixture(scope="session")
@@ -115,22 +59,6 @@ def set_copy(shared_set_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "backups"
     shutil.copytree(shared_set_dir, copy)
     return copy
-
-
-def only_set(settings: Settings) -> BackupSet:
-    sets = scan(settings.sets_dir).sets
-    assert len(sets) == 1, [backup_set.id for backup_set in sets]
-    return sets[0]
-
-
-def superuser_connect(server: NativePostgres, database: str | None = None) -> psycopg.Connection[Any]:
-    return psycopg.connect(server.dsn("postgres", database), autocommit=True)
-
-
-@dataclass
-class WebhookReceiver:
-    url: str
-    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -172,17 +100,6 @@ def _restore_umask() -> Iterator[None]:
 # -- small volumes (the tests run as root, as in CI: mount needs it) ------------------------------------------
 
 
-@contextmanager
-def tmpfs(mountpoint: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted at `mountpoint` with `options`, unmounted afterwards."""
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)], check=True)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
-
-
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs as the backups volume."""
@@ -195,9 +112,3 @@ def read_only_volume(tmp_path: Path) -> Iterator[Path]:
     """An empty tmpfs mounted read-only: unwritable even for root, whom mode bits do not stop."""
     with tmpfs(tmp_path / "read-only", "ro,size=1m,mode=0755") as mountpoint:
         yield mountpoint
-
-
-def fill(volume: Path, leave: int) -> None:
-    """Write a ballast file until about `leave` bytes stay free (tmpfs counts whole pages)."""
-    with (volume / "ballast").open("wb") as ballast:
-        ballast.write(b"\0" * max(0, free_bytes(volume) - leave))

@@ -12,14 +12,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.native_pg import NativePostgres
 from pgbackup.__main__ import main
 from pgbackup.catalog import scan
 from pgbackup.clock import SystemClock
 from pgbackup.errors import ExitCode
 from pgbackup.manifest import Manifest
 from pgbackup.restore import restore_set
-from tests.fast.backup.conftest import EnvFactory, only_set, settings_of
-from tests.fixtures.native_pg import NativePostgres
+from tests.fast.backup.helpers import EnvFactory, only_set, settings_of
 
 
 def live_counts(pg: NativePostgres, database: str = "app") -> dict[str, int]:

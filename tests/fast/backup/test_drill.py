@@ -14,7 +14,7 @@ import pytest
 from pgbackup.__main__ import main
 from pgbackup.errors import ExitCode
 from pgbackup.manifest import MANIFEST_NAME
-from tests.fast.backup.conftest import EnvFactory, only_set, settings_of
+from tests.fast.backup.helpers import EnvFactory, only_set, settings_of
 
 
 def drill_dirs() -> set[str]:

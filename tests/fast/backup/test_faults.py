@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
+from devtools.paths import REPO
 from pgbackup.__main__ import main
 from pgbackup.cancel import Cancellation
 from pgbackup.catalog import scan
@@ -23,7 +25,7 @@ from pgbackup.clock import SystemClock
 from pgbackup.errors import ExitCode
 from pgbackup.loop import BackupLoop
 from pgbackup.state import read_state
-from tests.fast.backup.conftest import (
+from tests.fast.backup.helpers import (
     FakeClock,
     WebhookReceiver,
     backup_env,
@@ -32,7 +34,6 @@ from tests.fast.backup.conftest import (
     settings_of,
     superuser_connect,
 )
-from tests.fixtures.native_pg import REPO, NativePostgres
 from tests.helpers import wait_until
 
 BLOCKED_DB = "backup_blocked"

@@ -12,8 +12,7 @@ from pgbackup.catalog import scan
 from pgbackup.config import Settings
 from pgbackup.health import assess
 from pgbackup.state import State, update_state
-from tests.fast.backup.conftest import FakeClock
-from tests.fast.backup.test_retention import write_fake_set
+from tests.fast.backup.helpers import FakeClock, write_fake_set
 
 
 def health_settings(backup_dir: Path, **overrides: str) -> dict[str, str]:

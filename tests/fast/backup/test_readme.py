@@ -6,9 +6,9 @@ from __future__ import annotations
 import difflib
 import re
 
+from devtools.paths import REPO
 from pgbackup.commands.settings import render_readme
 from pgbackup.errors import ExitCode
-from tests.fixtures.native_pg import REPO
 
 README = REPO / "services" / "backup" / "README.md"
 

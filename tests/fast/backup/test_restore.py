@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgbackup.__main__ import main
 from pgbackup.errors import ExitCode
-from tests.fast.backup.conftest import EnvFactory, backup_env, only_set, settings_of, superuser_connect
-from tests.fixtures.native_pg import NativePostgres
+from tests.fast.backup.helpers import EnvFactory, backup_env, only_set, settings_of, superuser_connect
 
 TARGET = "restore_target"
 

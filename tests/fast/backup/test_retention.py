@@ -12,59 +12,9 @@ from pgbackup.catalog import BackupSet, scan
 from pgbackup.config import Settings
 from pgbackup.errors import RetentionRefusedError
 from pgbackup.files import shared_lock
-from pgbackup.manifest import MANIFEST_NAME, Database, FileEntry, Manifest, Verification
+from pgbackup.manifest import MANIFEST_NAME
 from pgbackup.retention import Plan, Policy, check_plan, plan_retention, prune
-from tests.fast.backup.conftest import FakeClock
-
-
-def fake_manifest(set_id: str, at: datetime) -> Manifest:
-    database = Database(
-        name="app",
-        file="db-app.dump",
-        owner="postgres",
-        encoding="UTF8",
-        locale_provider="libc",
-        collate="C",
-        ctype="C",
-        locale=None,
-        icu_rules=None,
-        acl=None,
-        settings=(),
-        snapshot="1",
-        snapshot_at=at,
-        tables=(),
-    )
-    return Manifest(
-        id=set_id,
-        tool_version="test",
-        server_version="18.0",
-        server_version_num=180000,
-        pg_dump_version="pg_dump 18",
-        host="h",
-        port=5432,
-        user="u",
-        started_at=at,
-        finished_at=at + timedelta(seconds=5),
-        files=(FileEntry("db-app.dump", 10, "0" * 64),),
-        roles=(),
-        databases=(database,),
-    )
-
-
-def fake_set(at: datetime, *, verified: bool = True) -> BackupSet:
-    set_id = at.strftime("%Y%m%dT%H%M%SZ")
-    verification = Verification(ok=verified, verified_at=at, checks=("checksums",), error=None if verified else "bad")
-    return BackupSet(set_id, Path("/nonexistent") / set_id, fake_manifest(set_id, at), verification)
-
-
-def write_fake_set(sets_dir: Path, at: datetime, *, verified: bool = True) -> str:
-    backup_set = fake_set(at, verified=verified)
-    directory = sets_dir / backup_set.id
-    directory.mkdir(parents=True)
-    backup_set.manifest.write(directory)
-    assert backup_set.verification is not None
-    backup_set.verification.write(directory)
-    return backup_set.id
+from tests.fast.backup.helpers import FakeClock, fake_set, write_fake_set
 
 
 def every(start: datetime, step: timedelta, count: int) -> list[datetime]:

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.native_pg import NativePostgres
 from pgbackup.clock import SystemClock
 from pgbackup.restore import restore_set
-from tests.fast.backup.conftest import backup_env, settings_of
-from tests.fixtures.native_pg import NativePostgres
+from tests.fast.backup.helpers import backup_env, settings_of
 
 TARGET = "app_roundtrip"
 DEMO_TABLES = ["shop.customers", "shop.order_items", "shop.orders", "shop.products"]

@@ -12,10 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devtools.net import free_port
+from devtools.paths import REPO
 from pgbackup.__main__ import main
 from pgbackup.errors import ExitCode
-from tests.fast.backup.conftest import EnvFactory
-from tests.fixtures.native_pg import REPO, free_port
+from tests.fast.backup.helpers import EnvFactory
 from tests.helpers import wait_until
 
 

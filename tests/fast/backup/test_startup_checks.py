@@ -19,14 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from devtools.native_pg import BIN_DIR, NativePostgres
 from pgbackup.__main__ import main
 from pgbackup.checks import TOOLS, check_free_space
 from pgbackup.errors import ExitCode
 from pgbackup.files import free_bytes
 from pgbackup.manifest import MANIFEST_NAME, Manifest
 from pgbackup.state import read_state
-from tests.fast.backup.conftest import EnvFactory, backup_env, fill, only_set, settings_of, tmpfs
-from tests.fixtures.native_pg import BIN_DIR, NativePostgres
+from tests.fast.backup.helpers import EnvFactory, backup_env, fill, only_set, settings_of, tmpfs
 
 SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")  # what pg_export_snapshot() returns
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")  # how pgbackup writes a timestamp

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.net import free_port
 from pgbackup.config import Settings
 from pgbackup.webhook import notify_failure
-from tests.fast.backup.conftest import WebhookReceiver
-from tests.fixtures.native_pg import free_port
+from tests.fast.backup.helpers import WebhookReceiver
 
 
 def test_posts_the_event(webhook: WebhookReceiver, tmp_path: Path) -> None:

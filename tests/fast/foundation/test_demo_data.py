@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.fixtures.native_pg import NativePostgres, start_native_postgres
+from devtools.native_pg import NativePostgres
 
 
 def test_sizes_follow_demo_orders(pg: NativePostgres, superuser: psycopg.Connection) -> None:
@@ -65,9 +65,5 @@ FROM shop.orders o
 
 def test_same_seed_same_data(pg: NativePostgres, superuser: psycopg.Connection) -> None:
     """Two servers loaded with the same DEMO_ORDERS hold identical data (restore checks rely on it)."""
-    other = start_native_postgres(demo_orders=pg.demo_orders)
-    try:
-        with psycopg.connect(other.dsn()) as conn:
-            assert conn.execute(DIGEST_SQL).fetchone() == superuser.execute(DIGEST_SQL).fetchone()
-    finally:
-        other.cleanup()
+    with NativePostgres(demo_orders=pg.demo_orders) as other, psycopg.connect(other.dsn()) as conn:
+        assert conn.execute(DIGEST_SQL).fetchone() == superuser.execute(DIGEST_SQL).fetchone()

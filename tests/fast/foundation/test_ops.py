@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.native_pg import SERVICE_USER, free_port, service_user_ids
+from devtools.native_pg import SERVICE_USER, service_user_ids
+from devtools.net import free_port
 from tests.fixtures.stack import Stack
 
 REPO = Path(__file__).resolve().parents[3]

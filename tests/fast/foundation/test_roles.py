@@ -7,8 +7,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from tests.checks.roles import ROLE_CASES, RoleCase, check_role_attributes, role_attributes, run_case
-from tests.fixtures.native_pg import NativePostgres
 
 
 @pytest.fixture

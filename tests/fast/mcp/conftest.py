@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
 from pgmcp.app import create_mcp
 from pgmcp.config import ApiKey, Settings
 from pgmcp.layers import ALL_LAYERS, Layers
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres
-
-ALICE = "alice"
-BOB = "bob"
-HTTP_CONCURRENCY = 2
-HTTP_MAX_REQUEST_BYTES = 64 * 1024
-
-Connect = Callable[..., AbstractAsyncContextManager[Client]]
+from tests.fast.mcp.helpers import ALICE, BOB, HTTP_CONCURRENCY, HTTP_MAX_REQUEST_BYTES, Connect
 
 
 @pytest.fixture
@@ -83,12 +75,3 @@ def http_server(pg: NativePostgres) -> Iterator[McpServerProcess]:
         yield server
     finally:
         server.cleanup()
-
-
-@asynccontextmanager
-async def http_client(url: str, key: str | None, *, mode: str = "auto") -> AsyncIterator[Client]:
-    """The SDK's own client over streamable HTTP, with a bearer key."""
-    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    async with create_mcp_http_client(headers=headers) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client:
-            yield client

@@ -1,12 +1,33 @@
-"""Small assertions shared by the MCP tests."""
+"""Helpers shared by the MCP tests (the fixtures are in conftest.py): the key names and HTTP limits of the session
+server, the SDK client over HTTP, and small assertions on tool results."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs in the lock
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult, TextContent
+
+ALICE = "alice"
+BOB = "bob"
+HTTP_CONCURRENCY = 2
+HTTP_MAX_REQUEST_BYTES = 64 * 1024
+
+Connect = Callable[..., AbstractAsyncContextManager[Client]]
+
+
+@asynccontextmanager
+async def http_client(url: str, key: str | None, *, mode: str = "auto") -> AsyncIterator[Client]:
+    """The SDK's own client over streamable HTTP, with a bearer key."""
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    async with create_mcp_http_client(headers=headers) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client:
+            yield client
 
 
 def text_of(result: CallToolResult) -> str:

@@ -9,8 +9,8 @@ import json
 import re
 from typing import Any
 
-from tests.fast.mcp.conftest import ALICE
-from tests.fixtures.mcp import McpServerProcess
+from devtools.mcp_server import McpServerProcess
+from tests.fast.mcp.helpers import ALICE
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"

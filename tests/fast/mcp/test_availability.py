@@ -11,33 +11,29 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import anyio
 import psycopg
 import pytest
 from mcp import Client
 
+from devtools.mcp_server import server_environment, start_mcp_process
+from devtools.native_pg import NativePostgres
+from devtools.net import free_port, http_get
 from pgmcp.app import create_mcp
 from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.errors import DatabaseUnreachable, ExitCode, StartupRefused
 from pgmcp.layers import ALL_LAYERS, Layers
 from tests.fast.mcp.helpers import error_text, ok, rows_of
-from tests.fixtures.mcp import http_get, server_environment, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres, free_port, start_native_postgres
+from tests.fixtures.pg import native_pg_fixture
 from tests.helpers import wait_until
 
 RECOVERY_TIMEOUT_S = 60
 
 
-@pytest.fixture(scope="module")
-def private_pg() -> Iterator[NativePostgres]:
-    server = start_native_postgres(demo_orders=50)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+private_pg = native_pg_fixture(scope="module", demo_orders=50)
 
 
 def reader(pg: NativePostgres, **overrides: object) -> Settings:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgmcp.layers import Layers
-from tests.fast.mcp.conftest import Connect
-from tests.fast.mcp.helpers import call_checked, error_text, rows_of, text_of
+from tests.fast.mcp.helpers import Connect, call_checked, error_text, rows_of, text_of
 
 pytestmark = pytest.mark.anyio
 

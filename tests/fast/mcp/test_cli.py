@@ -12,11 +12,12 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from devtools.mcp_server import McpServerProcess, server_environment
+from devtools.native_pg import NativePostgres
+from devtools.net import free_port
 from pgmcp.errors import ExitCode
 from pgmcp.generated import render_compose_environment, render_env_table
 from tests.fast.mcp.helpers import ok, rows_of
-from tests.fixtures.mcp import McpServerProcess, server_environment
-from tests.fixtures.native_pg import NativePostgres, free_port
 
 
 @pytest.mark.anyio

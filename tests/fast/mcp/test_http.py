@@ -11,10 +11,9 @@ from collections.abc import Iterator
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.fast.mcp.conftest import ALICE, BOB, HTTP_CONCURRENCY, HTTP_MAX_REQUEST_BYTES, http_client
-from tests.fast.mcp.helpers import ok, rows_of
+from devtools.mcp_server import McpServerProcess
+from tests.fast.mcp.helpers import ALICE, BOB, HTTP_CONCURRENCY, HTTP_MAX_REQUEST_BYTES, http_client, ok, rows_of
 from tests.fast.mcp.raw_http import LEGACY, MODERN, metric, post, rpc
-from tests.fixtures.mcp import McpServerProcess
 from tests.helpers import wait_until
 
 

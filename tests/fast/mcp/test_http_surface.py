@@ -17,13 +17,12 @@ import psycopg
 import pytest
 from mcp.types import TextContent, TextResourceContents
 
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
 from pgmcp.app import LIST_TTL_MS, READ_TTL_MS
 from pgmcp.resources import OVERVIEW_URI, TABLE_TEMPLATE
-from tests.fast.mcp.conftest import ALICE, BOB, http_client
-from tests.fast.mcp.helpers import call_checked, rows_of
+from tests.fast.mcp.helpers import ALICE, BOB, call_checked, http_client, rows_of
 from tests.fast.mcp.raw_http import LEGACY, MODERN, metric, post, rpc
-from tests.fixtures.mcp import McpServerProcess, start_mcp_process
-from tests.fixtures.native_pg import NativePostgres
 
 MODES = {"auto": MODERN, "legacy": LEGACY}
 ORDERS_URI = "pg://tables/shop/orders"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fast.mcp.conftest import ALICE
-from tests.fixtures.mcp import McpServerProcess
+from devtools.mcp_server import McpServerProcess
+from tests.fast.mcp.helpers import ALICE
 
 README = Path(__file__).resolve().parents[3] / "services" / "mcp" / "README.md"
 EXAMPLE = re.compile(r"```bash\n(# example: (?P<name>[^\n]+)\n.*?)```", re.DOTALL)

@@ -17,8 +17,7 @@ from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.execute import Executor
 from pgmcp.layers import ALL_LAYERS, Layers
-from tests.fast.mcp.conftest import Connect
-from tests.fast.mcp.helpers import call_checked, error_text, rows_of
+from tests.fast.mcp.helpers import Connect, call_checked, error_text, rows_of
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceTemplateReference, TextResourceContents
 
-from tests.fast.mcp.conftest import Connect
-from tests.fast.mcp.helpers import call_checked, error_text, rows_of, text_of
+from tests.fast.mcp.helpers import Connect, call_checked, error_text, rows_of, text_of
 
 pytestmark = pytest.mark.anyio
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from devtools.native_pg import NativePostgres
 from pgmcp import catalog, guard, verdicts
 from pgmcp.layers import ALL_LAYERS
 from pgmcp.verdicts import Verdicts, placeholders
-from tests.fixtures.native_pg import NativePostgres
 
 
 @pytest.fixture
