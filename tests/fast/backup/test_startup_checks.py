@@ -56,12 +56,19 @@ def shim_bin_dir(directory: Path, old: Sequence[str]) -> Path:
 
 
 def startup_problems(stderr: str, command: str = "backup") -> list[str]:
-    """The problems a refused start listed on stderr, one per line, or an empty list if it did not refuse."""
+    """The problems a refused start listed on stderr, each "what" plus its "\nhint: ..." lines, or an empty
+    list if it did not refuse."""
     header = f"pgbackup {command}: error: startup checks failed:"
     lines = stderr.splitlines()
     if header not in lines:
         return []
-    return [line.strip().removeprefix("- ") for line in lines[lines.index(header) + 1 :] if line.startswith("  ")]
+    problems: list[str] = []
+    for line in lines[lines.index(header) + 1 :]:
+        if line.startswith("  - "):
+            problems.append(line.removeprefix("  - "))
+        elif line.startswith("    ") and problems:
+            problems[-1] += "\n" + line.strip()
+    return problems
 
 
 def server_version_of(superuser: psycopg.Connection[Any]) -> str:
@@ -80,8 +87,8 @@ def test_a_read_only_backups_directory_is_refused_at_startup(
     assert main([command], environ=env) == ExitCode.STARTUP
     output = capsys.readouterr()
     assert startup_problems(output.err, command) == [
-        f"unable to write to BACKUP_DIR={backup_dir}: Read-only file system: mount a writable volume there, "
-        f"owned by uid {os.geteuid()}"
+        f"unable to write to BACKUP_DIR={backup_dir}: Read-only file system\n"
+        f"hint: mount a writable volume there, owned by uid {os.geteuid()}"
     ]
     assert "backup started" not in output.out and "backup loop" not in output.out
     assert list(read_only_volume.iterdir()) == []
@@ -98,8 +105,8 @@ def test_an_unwritable_sets_directory_is_refused_at_startup(
         assert main(["backup"], environ=backup_env(pg, backup_dir)) == ExitCode.STARTUP
         output = capsys.readouterr()
         assert startup_problems(output.err) == [
-            f"unable to write to BACKUP_DIR/sets={sets_dir}: Read-only file system: mount a writable volume "
-            f"there, owned by uid {os.geteuid()}"
+            f"unable to write to BACKUP_DIR/sets={sets_dir}: Read-only file system\n"
+            f"hint: mount a writable volume there, owned by uid {os.geteuid()}"
         ]
         assert "backup started" not in output.out
         # past the startup checks, the backup itself fails with the same advice and leaves nothing behind
@@ -117,8 +124,8 @@ def test_less_free_space_than_the_floor_is_refused_at_startup(
     output = capsys.readouterr()
     assert startup_problems(output.err) == [
         f"not enough free space in BACKUP_DIR={small_volume}: {free_bytes(small_volume)} bytes free, the next set "
-        f"needs {4 * 1024**2} (last set + 20%, at least BACKUP_MIN_FREE_BYTES): free space, lower BACKUP_KEEP_* "
-        "and run `python -m pgbackup prune`, or grow the volume"
+        f"needs {4 * 1024**2} (last set + 20%, at least BACKUP_MIN_FREE_BYTES)\n"
+        "hint: free space, lower BACKUP_KEEP_* and run `python -m pgbackup prune`, or grow the volume"
     ]
     assert "backup started" not in output.out
     assert [path.name for path in small_volume.iterdir()] == ["sets"], "only the directory check's sets/"
@@ -142,10 +149,12 @@ def test_the_last_set_plus_the_margin_must_fit(
     assert check_free_space(settings_of(env)) == [], "without the margin the next set fits"
 
     with_margin = dict(env, BACKUP_FREE_SPACE_MARGIN="1000")
-    expected = (
+    expected_what = (
         f"not enough free space in BACKUP_DIR={small_volume}: {free} bytes free, the next set needs {11 * last} "
-        "(last set + 1000%, at least BACKUP_MIN_FREE_BYTES): free space, lower BACKUP_KEEP_* and run "
-        "`python -m pgbackup prune`, or grow the volume"
+        "(last set + 1000%, at least BACKUP_MIN_FREE_BYTES)"
+    )
+    expected = (
+        f"{expected_what}\nhint: free space, lower BACKUP_KEEP_* and run `python -m pgbackup prune`, or grow the volume"
     )
     capsys.readouterr()
     assert main(["backup"], environ=with_margin) == ExitCode.STARTUP
@@ -155,7 +164,7 @@ def test_the_last_set_plus_the_margin_must_fit(
     assert f"pgbackup backup: error: {expected}" in capsys.readouterr().err
     settings = settings_of(with_margin)
     state = read_state(settings.state_file)
-    assert state is not None and state.last_outcome == "failure" and state.last_error == expected
+    assert state is not None and state.last_outcome == "failure" and state.last_error == expected_what
     assert state.successes_total == 1 and state.last_success_set == first.id
 
     assert [path.name for path in settings.sets_dir.iterdir()] == [first.id]
@@ -184,8 +193,8 @@ def test_a_pg_dump_older_than_the_server_is_refused(
 
     assert main(["backup"], environ=env) == ExitCode.STARTUP
     assert startup_problems(capsys.readouterr().err) == [
-        f"pg_dump 17 cannot dump the PostgreSQL {server_version} server: use the client tools of major 18 or newer "
-        "(build the backup image FROM the server's postgres image)"
+        f"pg_dump 17 cannot dump the PostgreSQL {server_version} server\n"
+        "hint: use the client tools of major 18 or newer (build the backup image FROM the server's postgres image)"
     ]
     settings = settings_of(env)
     assert list(settings.sets_dir.iterdir()) == [] and not settings.state_file.exists()
@@ -205,10 +214,10 @@ def test_client_tools_of_mixed_versions_are_reported_with_the_old_pg_dump(
     env = make_env(BACKUP_PG_BIN_DIR=str(shim_bin_dir(tmp_path / "bin", old=["pg_dump"])))
     assert main(["backup"], environ=env) == ExitCode.STARTUP
     assert startup_problems(capsys.readouterr().err) == [
-        "the client tools are of different major versions (pg_dump 17, pg_dumpall 18, pg_restore 18): "
-        "install one PostgreSQL client",
-        f"pg_dump 17 cannot dump the PostgreSQL {server_version_of(superuser)} server: use the client tools of "
-        "major 18 or newer (build the backup image FROM the server's postgres image)",
+        "the client tools are of different major versions (pg_dump 17, pg_dumpall 18, pg_restore 18)\n"
+        "hint: install one PostgreSQL client",
+        f"pg_dump 17 cannot dump the PostgreSQL {server_version_of(superuser)} server\n"
+        "hint: use the client tools of major 18 or newer (build the backup image FROM the server's postgres image)",
     ]
     assert list(settings_of(env).sets_dir.iterdir()) == []
 

@@ -25,7 +25,18 @@ RETRY_FIRST_DELAY = 1.0
 RETRY_MAX_DELAY = 10.0
 
 
-def check_directory(settings: Settings) -> list[str]:
+class Problem:
+    """One failed check: what failed (with the value), then what to do (the `hint:` lines)."""
+
+    def __init__(self, what: str, *hints: str) -> None:
+        self.what = what
+        self.hints = hints
+
+    def __str__(self) -> str:
+        return "\n".join([self.what, *(f"hint: {hint}" for hint in self.hints)])
+
+
+def check_directory(settings: Settings) -> list[Problem]:
     directory = settings.backup_dir
     # both: the state file lives in BACKUP_DIR, the sets in BACKUP_DIR/sets (which a run as another user may
     # have left behind, unwritable for this one)
@@ -41,44 +52,50 @@ def check_directory(settings: Settings) -> list[str]:
         except OSError as exc:
             shown = "BACKUP_DIR" if where == directory else "BACKUP_DIR/sets"
             return [
-                f"unable to write to {shown}={where}: {exc.strerror}: mount a writable volume there, owned by uid "
-                f"{os.geteuid()}"
+                Problem(
+                    f"unable to write to {shown}={where}: {exc.strerror}",
+                    f"mount a writable volume there, owned by uid {os.geteuid()}",
+                )
             ]
     return []
 
 
-def check_free_space(settings: Settings) -> list[str]:
+def check_free_space(settings: Settings) -> list[Problem]:
     """Room for the last set's size plus the margin (at least BACKUP_MIN_FREE_BYTES)."""
     required = required_free_bytes(settings, scan(settings.sets_dir))
     try:
         free = free_bytes(settings.backup_dir)
     except OSError as exc:
-        return [f"unable to read the free space of BACKUP_DIR={settings.backup_dir}: {exc.strerror}"]
+        return [Problem(f"unable to read the free space of BACKUP_DIR={settings.backup_dir}: {exc.strerror}")]
     if free < required:
         return [
-            f"not enough free space in BACKUP_DIR={settings.backup_dir}: {free} bytes free, the next set needs "
-            f"{required} (last set + {settings.free_space_margin:g}%, at least BACKUP_MIN_FREE_BYTES): "
-            "free space, lower BACKUP_KEEP_* and run `python -m pgbackup prune`, or grow the volume"
+            Problem(
+                f"not enough free space in BACKUP_DIR={settings.backup_dir}: {free} bytes free, the next set needs "
+                f"{required} (last set + {settings.free_space_margin:g}%, at least BACKUP_MIN_FREE_BYTES)",
+                "free space, lower BACKUP_KEEP_* and run `python -m pgbackup prune`, or grow the volume",
+            )
         ]
     return []
 
 
-def check_tools(settings: Settings) -> tuple[int | None, list[str]]:
+def check_tools(settings: Settings) -> tuple[int | None, list[Problem]]:
     """(pg_dump major, problems): every tool found, all of one major version."""
     majors: dict[str, int] = {}
-    problems = []
+    problems: list[Problem] = []
     for name in TOOLS:
         try:
             majors[name] = tool_version(name, settings.pg_bin_dir).major
         except ToolError as exc:
-            problems.append(str(exc).replace("\n", "; "))
+            problems.append(Problem(exc.message, *exc.hints))
     if len(set(majors.values())) > 1:
         found = ", ".join(f"{name} {major}" for name, major in majors.items())
-        problems.append(f"the client tools are of different major versions ({found}): install one PostgreSQL client")
+        problems.append(
+            Problem(f"the client tools are of different major versions ({found})", "install one PostgreSQL client")
+        )
     return majors.get("pg_dump"), problems
 
 
-def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, cancel: Cancellation) -> list[str]:
+def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, cancel: Cancellation) -> list[Problem]:
     """Connect (retrying for BACKUP_CONNECT_RETRY), then check version and privileges."""
     deadline = clock.monotonic() + settings.connect_retry
     delay = RETRY_FIRST_DELAY
@@ -97,18 +114,23 @@ def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, ca
             if cancel.wait(delay):
                 cancel.check()
             delay = min(RETRY_MAX_DELAY, delay * 2) * random.uniform(0.8, 1.2)  # jitter, not security
-    problems = []
+    problems: list[Problem] = []
     with conn:
         version, version_num = server_version(conn)
         if dump_major is not None and dump_major < version_num // 10000:
             problems.append(
-                f"pg_dump {dump_major} cannot dump the PostgreSQL {version} server: use the client tools of major "
-                f"{version_num // 10000} or newer (build the backup image FROM the server's postgres image)"
+                Problem(
+                    f"pg_dump {dump_major} cannot dump the PostgreSQL {version} server",
+                    f"use the client tools of major {version_num // 10000} or newer "
+                    "(build the backup image FROM the server's postgres image)",
+                )
             )
         superuser = bool(scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
         if not superuser and not scalar(conn, "SELECT pg_has_role(current_user, 'pg_read_all_data', 'USAGE')"):
             problems.append(
-                f"role {settings.pg_user} cannot read all data: GRANT pg_read_all_data TO {settings.pg_user}"
+                Problem(
+                    f"role {settings.pg_user} cannot read all data", f"GRANT pg_read_all_data TO {settings.pg_user}"
+                )
             )
         if not superuser and not scalar(
             conn, "SELECT pg_has_role(current_user, 'pg_use_reserved_connections', 'USAGE')"
@@ -120,11 +142,15 @@ def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, ca
         for database in settings.databases or list_databases(conn):
             exists = scalar(conn, "SELECT count(*) FROM pg_database WHERE datname = %s", (database,))
             if not exists:
-                problems.append(f"database {database} of BACKUP_DATABASES does not exist: fix the list")
+                problems.append(
+                    Problem(f"database {database} of BACKUP_DATABASES does not exist", "fix BACKUP_DATABASES")
+                )
             elif not scalar(conn, "SELECT has_database_privilege(%s, 'CONNECT')", (database,)):
                 problems.append(
-                    f"role {settings.pg_user} may not connect to database {database}: "
-                    f"GRANT CONNECT ON DATABASE {database} TO {settings.pg_user}, or set BACKUP_DATABASES"
+                    Problem(
+                        f"role {settings.pg_user} may not connect to database {database}",
+                        f"GRANT CONNECT ON DATABASE {database} TO {settings.pg_user}, or set BACKUP_DATABASES",
+                    )
                 )
     return problems
 
@@ -141,9 +167,10 @@ def startup_checks(settings: Settings, *, clock: Clock, cancel: Cancellation) ->
     except UnreachableError as exc:
         if not problems:
             raise  # the server alone is missing: exit 5, which says "try again later"
-        problems.append(f"{exc.message}: {exc.hints[0]}")
+        problems.append(Problem(exc.message, *exc.hints))
     if problems:
-        raise StartupCheckError("startup checks failed:\n" + "\n".join(f"  - {problem}" for problem in problems))
+        items = "\n".join("  - " + str(problem).replace("\n", "\n    ") for problem in problems)
+        raise StartupCheckError(f"startup checks failed:\n{items}")
     logger.info(
         "startup checks passed dir=%s server=%s:%d user=%s",
         settings.backup_dir,

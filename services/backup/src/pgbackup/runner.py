@@ -41,7 +41,7 @@ class BackupRunner:
                 remove_leftovers(settings.sets_dir)
                 problems = check_free_space(settings)
                 if problems:
-                    raise DumpError(problems[0])
+                    raise DumpError(problems[0].what, *problems[0].hints)
                 backup_set = take_backup(settings, clock=self.clock, cancel=self.cancel)
                 self._record_success(backup_set, self.clock.monotonic() - began)
                 self._prune()
