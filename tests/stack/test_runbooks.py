@@ -1,4 +1,4 @@
-"""Every `bash` block of every runbook runs, in order, against a test stack (STYLE
+"""Every `bash` block of every runbook and of docs/operations.md runs, in order, against a test stack (STYLE
 rule 22): a runbook whose commands do not work is worse than none. Placeholders get the values a responder
 would type. A block followed by a `text` fence must also print what that fence shows, by the rule of
 tests/checks/command_blocks.py (also stated in runbooks/TEMPLATE.md).
@@ -21,7 +21,9 @@ from tests.fixtures.stack import REPO, Stack
 DEFAULT_PROJECT = "pgstack"
 DEFAULT_PG_PORT = 5432
 DEFAULT_MCP_PORT = 8080
-PAGES = sorted(path for path in (REPO / "runbooks").glob("*.md") if path.name != "TEMPLATE.md")
+PAGES = sorted(path for path in (REPO / "runbooks").glob("*.md") if path.name != "TEMPLATE.md") + [
+    REPO / "docs" / "operations.md"
+]
 
 
 def placeholders() -> dict[str, str]:
@@ -42,7 +44,7 @@ def as_default_project(output: str, stack: Stack) -> str:
 
 
 def test_there_are_pages_with_commands_and_expected_output() -> None:
-    assert len(PAGES) >= 3
+    assert len(PAGES) >= 4
     for path in PAGES:
         assert command_blocks(path.read_text()), f"{path.name} has no bash block"
     expectations = sum(block.expected is not None for path in PAGES for block in command_blocks(path.read_text()))
