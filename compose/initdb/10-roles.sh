@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create the stack's roles (DESIGN section 5). Run once, on an empty data directory, by the postgres
+# Create the stack's roles (the README's Roles table). Run once, on an empty data directory, by the postgres
 # image's entrypoint (or by the test fixture that mimics it), as POSTGRES_USER on POSTGRES_DB.
 #
 # Reads (each role password comes from a file so it never appears in argv or in `docker inspect`):

@@ -1,4 +1,4 @@
-"""What each role of DESIGN section 5 may and may not do, as data, shared by both tiers.
+"""What each role in the README's Roles table may and may not do, as data, shared by both tiers.
 
 Each case runs one statement as one role in its own transaction (always rolled back) and expects either
 success or a specific SQLSTATE. The fast tier runs them against the native server, the stack tier against
@@ -148,7 +148,7 @@ def role_attributes(superuser: psycopg.Connection) -> dict[str, dict[str, object
 
 
 def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
-    """The role attributes of DESIGN section 5, checked from the catalogue."""
+    """The role attributes of the README's Roles table, checked from the catalogue."""
     assert set(attributes) == {"app_owner", "mcp_reader", "backup_operator"}
     for name, role in attributes.items():
         for flag in ("super", "createdb", "createrole", "replication", "bypassrls"):

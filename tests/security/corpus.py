@@ -1,4 +1,4 @@
-"""The attack corpus of docs/research (mcp-anchors.md, section (b), A-D and F), as data.
+"""The attack corpus of docs/security.md (classes A-D and F), as data.
 
 Each `Attack` says which layers stop it *on their own* (`stops`), verified by running it with only that
 layer on (tests/security/test_attacks.py); layers not listed do not stop it alone, and docs/security.md

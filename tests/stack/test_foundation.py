@@ -1,5 +1,5 @@
 """The Compose stack as a whole: health, start order, exposure, version, roles, and that the containers
-run as DESIGN says (testinfra through `docker://`)."""
+run as docs/architecture.md says (testinfra through `docker://`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The roles of DESIGN section 5 on the native server (the stack tier runs the same cases)."""
+"""The roles of the README's Roles table on the native server (the stack tier runs the same cases)."""
 
 from __future__ import annotations
 

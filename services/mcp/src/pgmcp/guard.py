@@ -1,4 +1,4 @@
-"""The SQL guard: the ONE and AST layers (DESIGN section 6), applied before a query reaches the database.
+"""The SQL guard: the ONE and AST layers (docs/security.md), applied before a query reaches the database.
 
 `validate()` parses the text with PostgreSQL's own parser (libpg_query, through pglast), so comments,
 quoting, dollar quoting and Unicode escapes are seen exactly as the server will see them. Then:

@@ -1,4 +1,4 @@
-"""The server's independent safety layers (DESIGN section 6), and the switch tests use to isolate one.
+"""The server's independent safety layers (docs/security.md), and the switch tests use to isolate one.
 
 Production code always runs with every layer on: no setting, environment variable or request can turn
 one off. Tests build a `Layers` with some fields False to prove that each remaining layer stops its class
