@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.paths import REPO
 from tests.checks.command_blocks import PLACEHOLDER, command_blocks, mismatch
-from tests.fixtures.stack import REPO, Stack
+from tests.fixtures.stack import Stack
 
 DEFAULT_PROJECT = "pgstack"
 DEFAULT_PG_PORT = 5432

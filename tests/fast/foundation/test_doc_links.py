@@ -12,9 +12,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from devtools.paths import REPO
 from tests.checks.command_blocks import fences
 
-REPO = Path(__file__).resolve().parents[3]
 THIS_FILE = Path(__file__).resolve()
 
 # Links: inline [text](target "title") and ![alt](target), and reference definitions [id]: target.
