@@ -190,12 +190,15 @@ def test_docker_engine_says_what_to_install_where_it_cannot() -> None:
 
 
 def ops_bash(script: str, source: str = "lib.sh", **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `script` in bash with ops/SOURCE sourced (the ops/ scripts are sourceable: their main is guarded)."""
+    """Run `script` in bash with ops/SOURCE sourced (the ops/ scripts are sourceable: their main is guarded).
+    The clock of the steps starts with the script, not with the `make test` that may be running this test
+    (it exports OPS_STARTED_AT to the scripts it runs, pytest included)."""
+    inherited = {name: value for name, value in os.environ.items() if name != "OPS_STARTED_AT"}
     return subprocess.run(
         ["bash", "-c", f'set -Eeuo pipefail; source "{REPO / "ops" / source}"; {script}'],
         capture_output=True,
         text=True,
-        env={**os.environ, **env},
+        env={**inherited, **env},
         check=False,
     )
 
