@@ -40,7 +40,7 @@ from loadtests.harness import (
     peak_rss_mb,
     rpc_request,
 )
-from pgmcp.introspect import DESCRIBE_SQL
+from pgmcp.schema import DESCRIBE_SQL
 
 REPORT = REPO / "reports" / "bench-mcp.json"
 TARGETS = {"select1_median_ms": 2.0, "select1_p95_ms": 4.0, "calls_per_s_at_10": 1000.0, "peak_rss_mb": 150.0}

@@ -1,4 +1,4 @@
-"""Fixtures of the adversarial suite: the reader's function catalogue, database state snapshots, bystanders."""
+"""Fixtures of the adversarial suite: the reader's function policy, database state snapshots, bystanders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from pgmcp.catalog import FunctionCatalog, load_function_catalog
+from pgmcp.policy import FunctionPolicy, load_function_policy
 from tests.security.harness import Servers
 from tests.security.state import DatabaseState, capture_state
 
@@ -19,15 +19,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _load_catalog(dsn: str) -> FunctionCatalog:
+async def _load_policy(dsn: str) -> FunctionPolicy:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        return await load_function_catalog(conn)
+        return await load_function_policy(conn)
 
 
 @pytest.fixture(scope="session")
-def reader_catalog(pg: NativePostgres) -> FunctionCatalog:
-    """The function catalogue exactly as the MCP server loads it: as mcp_reader, from the live server."""
-    return asyncio.run(_load_catalog(pg.dsn("mcp_reader")))
+def reader_policy(pg: NativePostgres) -> FunctionPolicy:
+    """The function policy exactly as the MCP server loads it: as mcp_reader, from the live server."""
+    return asyncio.run(_load_policy(pg.dsn("mcp_reader")))
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from pgmcp.catalog import FunctionCatalog
-from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, RULES, QueryRejected, ValidatedQuery, validate
+from pgmcp.errors import RULES, QueryRejected
+from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, ValidatedQuery, validate
 from pgmcp.layers import Layers
+from pgmcp.policy import FunctionPolicy
 
 ALL = Layers()
 
@@ -99,9 +100,9 @@ REJECTIONS = [
 
 
 @pytest.mark.parametrize(("sql", "rule"), REJECTIONS, ids=[sql[:60] for sql, _ in REJECTIONS])
-def test_guard_rejects(reader_catalog: FunctionCatalog, sql: str, rule: str) -> None:
+def test_guard_rejects(reader_policy: FunctionPolicy, sql: str, rule: str) -> None:
     with pytest.raises(QueryRejected) as caught:
-        validate(sql, reader_catalog, ALL)
+        validate(sql, reader_policy, ALL)
     assert caught.value.rule == rule
     assert caught.value.message.startswith("query rejected: ")
     assert "\nhint: " in caught.value.message
@@ -123,9 +124,9 @@ def test_guard_rejects(reader_catalog: FunctionCatalog, sql: str, rule: str) -> 
         ("SELECT FROM WHERE", "syntax", 'PostgreSQL cannot parse it: syntax error at or near "WHERE"'),
     ],
 )
-def test_rejection_messages_say_what_to_do(reader_catalog: FunctionCatalog, sql: str, rule: str, words: str) -> None:
+def test_rejection_messages_say_what_to_do(reader_policy: FunctionPolicy, sql: str, rule: str, words: str) -> None:
     with pytest.raises(QueryRejected) as caught:
-        validate(sql, reader_catalog, ALL)
+        validate(sql, reader_policy, ALL)
     assert caught.value.rule == rule
     assert words in caught.value.message
 
@@ -147,24 +148,24 @@ def test_rejection_messages_say_what_to_do(reader_catalog: FunctionCatalog, sql:
     ids=["empty", "blank", "comment", "semicolons", "open-paren", "open-quote", "dollar-quote", "nul", "surrogate",
          "huge"],
 )  # fmt: skip
-def test_malformed_input_is_rejected_not_crashed(reader_catalog: FunctionCatalog, sql: str, rule: str) -> None:
+def test_malformed_input_is_rejected_not_crashed(reader_policy: FunctionPolicy, sql: str, rule: str) -> None:
     with pytest.raises(QueryRejected) as caught:
-        validate(sql, reader_catalog, ALL)
+        validate(sql, reader_policy, ALL)
     assert caught.value.rule == rule
 
 
 @pytest.mark.parametrize("value", [None, 42, b"SELECT 1", ["SELECT 1"]], ids=repr)
-def test_non_text_is_a_syntax_rejection(reader_catalog: FunctionCatalog, value: Any) -> None:
+def test_non_text_is_a_syntax_rejection(reader_policy: FunctionPolicy, value: Any) -> None:
     with pytest.raises(QueryRejected) as caught:
-        validate(value, reader_catalog, ALL)
+        validate(value, reader_policy, ALL)
     assert caught.value.rule == "syntax"
 
 
-def test_too_many_tokens_is_too_large(reader_catalog: FunctionCatalog) -> None:
+def test_too_many_tokens_is_too_large(reader_policy: FunctionPolicy) -> None:
     sql = "SELECT " + "+".join(["1"] * MAX_TOKENS)
     assert len(sql) < MAX_SQL_CHARS
     with pytest.raises(QueryRejected) as caught:
-        validate(sql, reader_catalog, ALL)
+        validate(sql, reader_policy, ALL)
     assert caught.value.rule == "too_large"
     assert f"more than the {MAX_TOKENS} this server parses" in caught.value.message
 
@@ -179,14 +180,14 @@ def test_too_many_tokens_is_too_large(reader_catalog: FunctionCatalog) -> None:
     ],
     ids=["plus", "concat", "casts", "negations"],
 )
-def test_deep_trees_parse_whatever_the_callers_stack(reader_catalog: FunctionCatalog, sql: str) -> None:
+def test_deep_trees_parse_whatever_the_callers_stack(reader_policy: FunctionPolicy, sql: str) -> None:
     """pglast converts trees recursively in C: on a small stack these crash the process unless the guard
     moves the parse to its own thread. Run from a thread with a 512 KiB stack to prove it does."""
     outcome: list[object] = []
 
     def target() -> None:
         try:
-            outcome.append(validate(sql, reader_catalog, ALL))
+            outcome.append(validate(sql, reader_policy, ALL))
         except QueryRejected as exc:
             outcome.append(exc)
 
@@ -202,10 +203,10 @@ def test_deep_trees_parse_whatever_the_callers_stack(reader_catalog: FunctionCat
     assert outcome[0].fingerprint is not None
 
 
-def test_deep_subselects_are_a_syntax_rejection(reader_catalog: FunctionCatalog) -> None:
+def test_deep_subselects_are_a_syntax_rejection(reader_policy: FunctionPolicy) -> None:
     sql = "SELECT " + "(SELECT " * 5000 + "1" + ")" * 5000
     with pytest.raises(QueryRejected) as caught:
-        validate(sql, reader_catalog, ALL)
+        validate(sql, reader_policy, ALL)
     assert caught.value.rule == "syntax"
     assert "memory exhausted" in caught.value.message
 
@@ -213,17 +214,17 @@ def test_deep_subselects_are_a_syntax_rejection(reader_catalog: FunctionCatalog)
 # -- what comes back --------------------------------------------------------------------------------------------
 
 
-def test_validated_query_keeps_the_text_unchanged(reader_catalog: FunctionCatalog) -> None:
+def test_validated_query_keeps_the_text_unchanged(reader_policy: FunctionPolicy) -> None:
     sql = "  /* why */ SELECT status, count(*)\n FROM shop.orders GROUP BY 1 ;  "
-    validated = validate(sql, reader_catalog, ALL)
+    validated = validate(sql, reader_policy, ALL)
     assert validated == ValidatedQuery(sql, validated.fingerprint, "select", 1)
     assert validated.fingerprint and len(validated.fingerprint) == 16
 
 
-def test_fingerprint_ignores_constants(reader_catalog: FunctionCatalog) -> None:
-    first = validate("SELECT * FROM shop.orders WHERE order_id = 1", reader_catalog, ALL)
-    second = validate("select *  from shop.orders where order_id = 9999", reader_catalog, ALL)
-    other = validate("SELECT * FROM shop.orders WHERE customer_id = 1", reader_catalog, ALL)
+def test_fingerprint_ignores_constants(reader_policy: FunctionPolicy) -> None:
+    first = validate("SELECT * FROM shop.orders WHERE order_id = 1", reader_policy, ALL)
+    second = validate("select *  from shop.orders where order_id = 9999", reader_policy, ALL)
+    other = validate("SELECT * FROM shop.orders WHERE customer_id = 1", reader_policy, ALL)
     assert first.fingerprint == second.fingerprint != other.fingerprint
 
 
@@ -237,56 +238,56 @@ def test_fingerprint_ignores_constants(reader_catalog: FunctionCatalog) -> None:
         ("(SELECT 1) UNION (SELECT 2)", "select"),
     ],
 )
-def test_kind(reader_catalog: FunctionCatalog, sql: str, kind: str) -> None:
-    assert validate(sql, reader_catalog, ALL).kind == kind
+def test_kind(reader_policy: FunctionPolicy, sql: str, kind: str) -> None:
+    assert validate(sql, reader_policy, ALL).kind == kind
 
 
 def test_query_rejected_knows_only_stable_rules() -> None:
     with pytest.raises(ValueError, match="unknown guard rule 'made_up'"):
-        QueryRejected("made_up", "x")
+        QueryRejected("made_up", "x", "y")
     assert {"syntax", "not_single_statement", "statement_type", "function_denied", "node_type"} <= RULES
 
 
 # -- layer switches ---------------------------------------------------------------------------------------------
 
 
-def test_one_alone_counts_statements_but_does_not_judge_them(reader_catalog: FunctionCatalog) -> None:
+def test_one_alone_counts_statements_but_does_not_judge_them(reader_policy: FunctionPolicy) -> None:
     one = Layers.only("one")
-    assert validate("DELETE FROM shop.orders", reader_catalog, one).statement_count == 1
+    assert validate("DELETE FROM shop.orders", reader_policy, one).statement_count == 1
     with pytest.raises(QueryRejected) as caught:
-        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_catalog, one)
+        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_policy, one)
     assert caught.value.rule == "not_single_statement"
     with pytest.raises(QueryRejected) as caught:
-        validate("SELEC 1", reader_catalog, one)
+        validate("SELEC 1", reader_policy, one)
     assert caught.value.rule == "syntax"
 
 
-def test_ast_alone_judges_every_stacked_statement(reader_catalog: FunctionCatalog) -> None:
+def test_ast_alone_judges_every_stacked_statement(reader_policy: FunctionPolicy) -> None:
     ast_only = Layers.only("ast")
-    assert validate("SELECT 1; SELECT 2", reader_catalog, ast_only).statement_count == 2
+    assert validate("SELECT 1; SELECT 2", reader_policy, ast_only).statement_count == 2
     with pytest.raises(QueryRejected) as caught:
-        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_catalog, ast_only)
+        validate("SELECT 1; COMMIT; DELETE FROM shop.orders", reader_policy, ast_only)
     assert caught.value.rule == "statement_type"
 
 
-def test_without_one_and_ast_the_text_passes_through(reader_catalog: FunctionCatalog) -> None:
+def test_without_one_and_ast_the_text_passes_through(reader_policy: FunctionPolicy) -> None:
     neither = Layers.only("ro", "role", "tmo", "cap", "hyg")
-    passed = validate("SELECT 1; DROP TABLE shop.orders", reader_catalog, neither)
+    passed = validate("SELECT 1; DROP TABLE shop.orders", reader_policy, neither)
     assert (passed.sql, passed.kind, passed.statement_count) == ("SELECT 1; DROP TABLE shop.orders", "unchecked", None)
     assert passed.fingerprint is not None
-    garbage = validate("this is not SQL", reader_catalog, neither)
+    garbage = validate("this is not SQL", reader_policy, neither)
     assert garbage.fingerprint is None
     # the text checks hold whatever the layers: they protect the parser and the audit log
     with pytest.raises(QueryRejected):
-        validate("SELECT 1\x00", reader_catalog, neither)
+        validate("SELECT 1\x00", reader_policy, neither)
 
 
-def test_rejections_carry_a_fingerprint_when_the_text_parsed(reader_catalog: FunctionCatalog) -> None:
+def test_rejections_carry_a_fingerprint_when_the_text_parsed(reader_policy: FunctionPolicy) -> None:
     with pytest.raises(QueryRejected) as parsed:
-        validate("SELECT pg_read_file('/etc/passwd')", reader_catalog, ALL)
-    same_shape = validate("SELECT lower('/etc/passwd')", reader_catalog, ALL)
+        validate("SELECT pg_read_file('/etc/passwd')", reader_policy, ALL)
+    same_shape = validate("SELECT lower('/etc/passwd')", reader_policy, ALL)
     assert parsed.value.fingerprint and len(parsed.value.fingerprint) == 16
     assert parsed.value.fingerprint != same_shape.fingerprint
     with pytest.raises(QueryRejected) as unparsable:
-        validate("SELECT (", reader_catalog, ALL)
+        validate("SELECT (", reader_policy, ALL)
     assert unparsable.value.fingerprint is None

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from pgmcp.catalog import FunctionCatalog, load_function_catalog
 from pgmcp.guard import validate
 from pgmcp.layers import Layers
+from pgmcp.policy import FunctionPolicy, load_function_policy
 from tests.security.harness import McpHarness, Servers, text_of
 from tests.security.legit_corpus import EXTENSIONS, LEGIT
 
@@ -35,17 +35,17 @@ def extensions(pg: NativePostgres) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def catalog_with_extensions(pg: NativePostgres, extensions: None) -> FunctionCatalog:
-    async def load() -> FunctionCatalog:
+def policy_with_extensions(pg: NativePostgres, extensions: None) -> FunctionPolicy:
+    async def load() -> FunctionPolicy:
         async with await psycopg.AsyncConnection.connect(pg.dsn("mcp_reader")) as conn:
-            return await load_function_catalog(conn)
+            return await load_function_policy(conn)
 
     return asyncio.run(load())
 
 
 @pytest.fixture(scope="module")
 def server(servers: Servers, extensions: None) -> Iterator[McpHarness]:
-    """Every layer on; opened after the extensions, so its catalogue knows their functions."""
+    """Every layer on; opened after the extensions, so its function policy knows their functions."""
     harness = servers.private(("role", "ro", "one", "ast", "tmo", "cap", "hyg"))
     try:
         yield harness
@@ -58,8 +58,8 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(LEGIT))
-def test_guard_accepts(catalog_with_extensions: FunctionCatalog, name: str) -> None:
-    validated = validate(LEGIT[name], catalog_with_extensions, Layers())
+def test_guard_accepts(policy_with_extensions: FunctionPolicy, name: str) -> None:
+    validated = validate(LEGIT[name], policy_with_extensions, Layers())
     assert validated.sql == LEGIT[name]
 
 
@@ -90,7 +90,7 @@ def test_explain_accepts_rich_sql(server: McpHarness, name: str) -> None:
     "name", [*sorted(LEGIT)[:20], "trailing-comment", "trailing-semicolon", "leading-comment", "trailing-block"]
 )
 def test_explain_prefix_wraps_exactly_the_validated_statement(
-    catalog_with_extensions: FunctionCatalog, name: str
+    policy_with_extensions: FunctionPolicy, name: str
 ) -> None:
     """The explain tool validates the statement alone, then sends `EXPLAIN (...) <statement>`: that text must
     parse as one EXPLAIN of the very same query, whatever the statement ends or starts with."""
@@ -101,7 +101,7 @@ def test_explain_prefix_wraps_exactly_the_validated_statement(
         "trailing-block": "SELECT 1 /* done */",
     }
     sql = extra.get(name) or LEGIT[name]
-    validate(sql, catalog_with_extensions, Layers())
+    validate(sql, policy_with_extensions, Layers())
     for options in ("FORMAT JSON", "ANALYZE, BUFFERS, FORMAT JSON"):
         (statement,) = pglast.parse_sql(f"EXPLAIN ({options}) {sql}")
         assert isinstance(statement.stmt, pglast.ast.ExplainStmt)

@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.native_pg import NativePostgres
-from pgmcp.catalog import FunctionCatalog, load_function_catalog
-from pgmcp.guard import QueryRejected, ValidatedQuery, validate
+from pgmcp.errors import QueryRejected
+from pgmcp.guard import ValidatedQuery, validate
 from pgmcp.layers import Layers
+from pgmcp.policy import FunctionPolicy, load_function_policy
 from tests.fixtures.pg import native_pg_fixture
 from tests.security.corpus import CORPUS
 from tests.security.legit_corpus import LEGIT
@@ -75,10 +76,10 @@ private_pg = native_pg_fixture(scope="module", demo_orders=200)
 
 
 @pytest.fixture(scope="module")
-def private_catalog(private_pg: NativePostgres) -> FunctionCatalog:
-    async def load() -> FunctionCatalog:
+def private_policy(private_pg: NativePostgres) -> FunctionPolicy:
+    async def load() -> FunctionPolicy:
         async with await psycopg.AsyncConnection.connect(private_pg.dsn("mcp_reader")) as conn:
-            return await load_function_catalog(conn)
+            return await load_function_policy(conn)
 
     return asyncio.run(load())
 
@@ -90,10 +91,10 @@ def runner(private_pg: NativePostgres) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def outcome(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQuery | QueryRejected:
+def outcome(sql: str, policy: FunctionPolicy, layers: Layers) -> ValidatedQuery | QueryRejected:
     """The guard's verdict; any other exception fails the test that calls this."""
     try:
-        return validate(sql, catalog, layers)
+        return validate(sql, policy, layers)
     except QueryRejected as exc:
         return exc
 
@@ -101,21 +102,21 @@ def outcome(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQuer
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sql=st.one_of(st.text(max_size=300), mutations()))
 @pytest.mark.parametrize("layers", [Layers(), GUARD_ONLY, Layers.only("ast"), Layers.only("one")], ids=str)
-def test_no_input_crashes_the_guard(reader_catalog: FunctionCatalog, layers: Layers, sql: str) -> None:
-    first = outcome(sql, reader_catalog, layers)
+def test_no_input_crashes_the_guard(reader_policy: FunctionPolicy, layers: Layers, sql: str) -> None:
+    first = outcome(sql, reader_policy, layers)
     assert isinstance(first, ValidatedQuery | QueryRejected)
     if isinstance(first, ValidatedQuery):
         assert first.sql == sql
     # deterministic: the same text gets the same verdict
-    second = outcome(sql, reader_catalog, layers)
+    second = outcome(sql, reader_policy, layers)
     assert type(second) is type(first)
     assert getattr(second, "rule", None) == getattr(first, "rule", None)
 
 
 @settings(max_examples=800, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sql=mutations())
-def test_no_accepted_mutation_writes(private_catalog: FunctionCatalog, runner: psycopg.Connection, sql: str) -> None:
-    verdict = outcome(sql, private_catalog, GUARD_ONLY)
+def test_no_accepted_mutation_writes(private_policy: FunctionPolicy, runner: psycopg.Connection, sql: str) -> None:
+    verdict = outcome(sql, private_policy, GUARD_ONLY)
     if isinstance(verdict, QueryRejected):
         return
     runner.execute("BEGIN READ WRITE")

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from pgmcp.catalog import FunctionCatalog, FunctionInfo
 from pgmcp.guard import vet_function_bodies
+from pgmcp.policy import FunctionInfo, FunctionPolicy
 from tests.security.corpus import ALL_LAYER_NAMES
 from tests.security.harness import Servers, text_of
 
@@ -102,7 +102,7 @@ def test_a_user_written_function_is_believed_only_with_a_clean_sql_body(
     active: tuple[str, ...],
     sql: str,
 ) -> None:
-    harness = servers.private(active)  # opened after the functions exist: its catalogue knows them
+    harness = servers.private(active)  # opened after the functions exist: its function policy knows them
     try:
         result = harness.call("query", sql=sql)
         assert result.is_error, text_of(result)
@@ -144,7 +144,7 @@ def test_the_fixpoint_refuses_through_any_depth_of_calls() -> None:
             definition=f"CREATE FUNCTION udf.{name}() RETURNS int LANGUAGE sql STABLE AS $$ {body} $$",
         )
 
-    catalog = FunctionCatalog.from_rows(
+    policy = FunctionPolicy.from_rows(
         [
             ("pg_catalog", "pg_advisory_lock", "v", ("bigint",)),
             sql_function("a", "SELECT udf.b()"),
@@ -155,7 +155,7 @@ def test_the_fixpoint_refuses_through_any_depth_of_calls() -> None:
         ],
         search_path=("pg_catalog", "udf"),
     )
-    vetted = vet_function_bodies(catalog)
+    vetted = vet_function_bodies(policy)
     refused = {function.name for function in vetted.functions if function.distrust is not None}
     assert refused == {"a", "b", "c"}
     assert vetted.check_call(("udf", "x"), 0) is None

@@ -77,7 +77,7 @@ async def serve_http(settings: Settings) -> None:
 
     app = create_app(settings)
     service: Service = app.state.service
-    await service.database.open()
+    await service.open()
     try:
         config = uvicorn.Config(
             app,
@@ -93,7 +93,7 @@ async def serve_http(settings: Settings) -> None:
         logger.info("serving MCP on http://%s:%s/mcp", settings.bind_host, settings.port)
         await uvicorn.Server(config).serve()
     finally:
-        await service.database.close()
+        await service.close()
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -103,11 +103,11 @@ async def serve_stdio(settings: Settings) -> None:
 
     service = Service.build(settings, ALL_LAYERS, principal="stdio")
     mcp = build_mcp(service)
-    await service.database.open()
+    await service.open()
     try:
         await mcp.run_stdio_async()
     finally:
-        await service.database.close()
+        await service.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

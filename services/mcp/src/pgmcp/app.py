@@ -62,15 +62,14 @@ def create_mcp(settings: Settings, *, layers: Layers = ALL_LAYERS) -> MCPServer[
 def build_mcp(service: Service) -> PgMcpServer:
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
-        database = service.database
-        opened_here = not database.is_open
+        opened_here = not service.database.is_open
         if opened_here:
-            await database.open()
+            await service.open()
         try:
             yield {}
         finally:
             if opened_here:
-                await database.close()
+                await service.close()
 
     mcp = PgMcpServer(
         service,

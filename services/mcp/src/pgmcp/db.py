@@ -2,8 +2,9 @@
 turning "no connection" into a clear, transient tool error.
 
 Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT`, stopping at
-once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and loads
-the function catalogue the guard needs. Only then is the pool opened. At run time a call waits at most
+once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and reads
+the function policy the guard needs, which `open()` returns (`pgmcp.service.Service.open` hands it to the guard).
+Only then is the pool opened. At run time a call waits at most
 `MCP_POOL_TIMEOUT` for a connection; when none comes, a quick diagnosis says why (down, restarting, out
 of connections, or simply busy) and the pool recovers by itself once the database answers again.
 """
@@ -24,11 +25,11 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgmcp import catalog, guard, role_audit
+from pgmcp import role_audit
 from pgmcp.config import Settings
 from pgmcp.errors import DatabaseUnavailable, DatabaseUnreachable, StartupRefused
 from pgmcp.layers import Layers
-from pgmcp.verdicts import Verdicts
+from pgmcp.policy import FunctionPolicy, load_function_policy
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +142,13 @@ class Database:
         self._diagnosis: tuple[float, str] | None = None
         self._diagnosis_lock = anyio.Lock()
         self._deferred_tasks: set[asyncio.Task[None]] = set()
-        self.catalog: catalog.FunctionCatalog | None = None
-        self.verdicts: Verdicts | None = None
         self.server: ServerInfo | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Probe, audit, load the catalogue, open the pool. Raises `DatabaseUnreachable` or `StartupRefused`."""
+    async def open(self) -> FunctionPolicy:
+        """Probe, audit, read the function policy, open the pool; return the policy (as read: the guard vets it).
+        Raises `DatabaseUnreachable` or `StartupRefused`."""
         settings = self._settings
         conn = await self._probe()
         try:
@@ -156,9 +156,7 @@ class Database:
             problems = await self._startup_problems(conn, self.server)
             if problems:
                 raise StartupRefused(problems)
-            # user-written SQL functions are believed only once their bodies pass the AST checks
-            self.catalog = guard.vet_function_bodies(await catalog.load_function_catalog(conn))
-            self.verdicts = Verdicts(self.catalog, self._layers)
+            policy = await load_function_policy(conn)
         finally:
             await conn.close()
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
@@ -181,6 +179,7 @@ class Database:
             settings.pool_max_size,
             ",".join(self._layers.active()),
         )
+        return policy
 
     async def close(self) -> None:
         if self._deferred_tasks:

@@ -94,10 +94,48 @@ class InvalidArgument(CallError):
     kind = "invalid_argument"
 
 
+RULES = frozenset(
+    {
+        "syntax",
+        "too_large",
+        "not_single_statement",
+        "statement_type",
+        "locking_clause",
+        "into_clause",
+        "data_modifying_cte",
+        "function_denied",
+        "function_volatile",
+        "function_unknown",
+        "node_type",
+    }
+)
+"""The stable ids of the guard's rules: a `QueryRejected` names one, and so do the metrics and the audit line."""
+
+
 class QueryRejected(CallError):
-    """The read-only guard refused the statement before it reached the database; `rule` names why."""
+    """The read-only guard refused the statement before it reached the database.
+
+    `rule` is one of `RULES`, `what` says what was refused and `hint` what to write instead;
+    the message shown to the model holds all three. `fingerprint` is the statement's pglast fingerprint when it
+    parsed (for the audit log), else None.
+    """
 
     kind = "rejected"
+
+    def __init__(self, rule: str, what: str, hint: str, *, fingerprint: str | None = None) -> None:
+        if rule not in RULES:
+            raise ValueError(f"unknown guard rule {rule!r}: expected one of {sorted(RULES)}")
+        super().__init__(
+            f"query rejected: {what}\nhint: {hint}\nrule: {rule} (this server only runs read-only queries)", rule=rule
+        )
+        self.rule: str = rule
+        self.what = what
+        self.hint = hint
+        self.fingerprint = fingerprint
+
+    def again(self) -> QueryRejected:
+        """A fresh copy, without this one's traceback, to raise once more (memoised verdicts)."""
+        return QueryRejected(self.rule, self.what, self.hint, fingerprint=self.fingerprint)
 
 
 class QueryTimeout(CallError):
@@ -130,6 +168,7 @@ __all__ = [
     "PgMcpError",
     "QueryRejected",
     "QueryTimeout",
+    "RULES",
     "StartupRefused",
     "exit_status",
 ]

@@ -6,11 +6,11 @@ quoting, dollar quoting and Unicode escapes are seen exactly as the server will 
 - ONE: exactly one statement;
 - AST: the statement is a read (SELECT, VALUES, TABLE, WITH ... SELECT); every node of its tree, down
   through CTEs, sub-selects, FROM-clause functions, LATERAL and JSON/XML tables, is of an allowed type;
-  no locking clause, no INTO, no data-modifying CTE; every function, operator and cast passes the policy
-  of `pgmcp.catalog`.
+  no locking clause, no INTO, no data-modifying CTE; every function, operator and cast passes the function
+  policy (`pgmcp.policy`).
 
-Anything refused raises `QueryRejected` with a stable `rule` and a message that tells a model what was
-refused and what to write instead. No other exception escapes `validate()`, whatever the input.
+Anything refused raises `pgmcp.errors.QueryRejected` with a stable `rule` and a message that tells a model
+what was refused and what to write instead. No other exception escapes `validate()`, whatever the input.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 from pglast import ast, parser
 from pglast.enums import A_Expr_Kind
 
-from pgmcp.catalog import FunctionCatalog, Refusal
+from pgmcp.errors import RULES, QueryRejected
 from pgmcp.layers import Layers
+from pgmcp.policy import FunctionPolicy, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -33,27 +34,11 @@ __all__ = [
     "MAX_SQL_CHARS",
     "MAX_TOKENS",
     "RULES",
-    "QueryRejected",
     "ValidatedQuery",
     "validate",
     "vet_function_bodies",
 ]
 
-RULES = frozenset(
-    {
-        "syntax",
-        "too_large",
-        "not_single_statement",
-        "statement_type",
-        "locking_clause",
-        "into_clause",
-        "data_modifying_cte",
-        "function_denied",
-        "function_volatile",
-        "function_unknown",
-        "node_type",
-    }
-)
 
 MAX_SQL_CHARS = 100_000
 MAX_TOKENS = 20_000
@@ -69,21 +54,6 @@ _stack_size_lock = threading.Lock()
 _HINT_ONE_SELECT = "send exactly one read-only statement: SELECT, VALUES, TABLE or WITH ... SELECT"
 
 
-class QueryRejected(Exception):
-    """The guard refused a query: `rule` is a stable id (see RULES), `message` says what to do instead.
-
-    `fingerprint` is the statement's pglast fingerprint when it parsed (for the audit log), else None.
-    """
-
-    def __init__(self, rule: str, message: str, fingerprint: str | None = None) -> None:
-        if rule not in RULES:
-            raise ValueError(f"unknown guard rule {rule!r}: expected one of {sorted(RULES)}")
-        super().__init__(message)
-        self.rule = rule
-        self.message = message
-        self.fingerprint = fingerprint
-
-
 @dataclass(frozen=True, slots=True)
 class ValidatedQuery:
     """A query the active layers accepted; `sql` is the text exactly as given, to run unchanged."""
@@ -92,10 +62,6 @@ class ValidatedQuery:
     fingerprint: str | None  # pglast fingerprint: equal for queries that differ only in constants
     kind: str  # "select" or "values"; "unchecked" when neither ONE nor AST parsed it
     statement_count: int | None = None  # None when the text was not parsed
-
-
-def _rejected(rule: str, what: str, hint: str) -> QueryRejected:
-    return QueryRejected(rule, f"query rejected: {what}\nhint: {hint}")
 
 
 # -- parsing ----------------------------------------------------------------------------------------------
@@ -129,21 +95,21 @@ def _on_big_stack(function: Callable[[], _T]) -> _T:
 
 def _check_text(sql: object) -> str:
     if not isinstance(sql, str):
-        raise _rejected("syntax", f"the query must be text, not {type(sql).__name__}", _HINT_ONE_SELECT)
+        raise QueryRejected("syntax", f"the query must be text, not {type(sql).__name__}", _HINT_ONE_SELECT)
     if not sql.strip():
-        raise _rejected("not_single_statement", "the query is empty", _HINT_ONE_SELECT)
+        raise QueryRejected("not_single_statement", "the query is empty", _HINT_ONE_SELECT)
     if len(sql) > MAX_SQL_CHARS:
-        raise _rejected(
+        raise QueryRejected(
             "too_large",
             f"the query is {len(sql)} characters long, more than the {MAX_SQL_CHARS} this server accepts",
             "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter",
         )
     if "\x00" in sql:
-        raise _rejected("syntax", "the query contains a NUL character (U+0000)", "remove the NUL character")
+        raise QueryRejected("syntax", "the query contains a NUL character (U+0000)", "remove the NUL character")
     try:
         sql.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise _rejected(
+        raise QueryRejected(
             "syntax", f"the query is not valid Unicode text (at character {exc.start + 1})", "send UTF-8 text"
         ) from None
     return sql
@@ -156,7 +122,7 @@ def _parse(sql: str) -> tuple[ast.RawStmt, ...]:
             return tuple(parser.parse_sql(sql))
         tokens = len(parser.scan(sql))
         if tokens > MAX_TOKENS:
-            raise _rejected(
+            raise QueryRejected(
                 "too_large",
                 f"the query has {tokens} tokens, more than the {MAX_TOKENS} this server parses",
                 "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter",
@@ -165,14 +131,16 @@ def _parse(sql: str) -> tuple[ast.RawStmt, ...]:
     except QueryRejected:
         raise
     except parser.ParseError as exc:
-        raise _rejected("syntax", f"PostgreSQL cannot parse it: {exc}", _HINT_ONE_SELECT) from None
+        raise QueryRejected("syntax", f"PostgreSQL cannot parse it: {exc}", _HINT_ONE_SELECT) from None
     except (RecursionError, MemoryError):
-        raise _rejected(
+        raise QueryRejected(
             "too_large", "the query is nested too deeply to analyse", "flatten the expression or split it into CTEs"
         ) from None
     except Exception as exc:  # the parser must never take the server down with an odd input
         logger.warning("pglast failed on a query with %s: %s", type(exc).__name__, exc)
-        raise _rejected("syntax", f"PostgreSQL's parser refused it ({type(exc).__name__})", _HINT_ONE_SELECT) from None
+        raise QueryRejected(
+            "syntax", f"PostgreSQL's parser refused it ({type(exc).__name__})", _HINT_ONE_SELECT
+        ) from None
 
 
 def _fingerprint(sql: str) -> str | None:
@@ -256,7 +224,7 @@ def _names(items: Sequence[Any] | None) -> tuple[str, ...]:
 
 
 def _refused(refusal: Refusal) -> QueryRejected:
-    return _rejected(refusal.rule, refusal.reason, refusal.hint)
+    return QueryRejected(refusal.rule, refusal.reason, refusal.hint)
 
 
 def _call_arity(call: ast.FuncCall) -> int:
@@ -268,21 +236,20 @@ def _call_arity(call: ast.FuncCall) -> int:
     return count
 
 
-def _check_statement(statement: ast.Node | None, catalog: FunctionCatalog) -> str:
-    """Walk one statement's whole tree; return its kind or raise QueryRejected."""
+def _check_statement(statement: ast.Node | None, policy: FunctionPolicy) -> None:
+    """Walk one statement's whole tree; raise QueryRejected unless it is a read the policy allows."""
     if statement is None:
-        raise _rejected("syntax", "PostgreSQL parsed an empty statement", _HINT_ONE_SELECT)
+        raise QueryRejected("syntax", "PostgreSQL parsed an empty statement", _HINT_ONE_SELECT)
     statement_type = type(statement).__name__
     if not isinstance(statement, ast.SelectStmt):
         what, hint = _STATEMENT_ADVICE.get(
             statement_type, (f"{statement_type.removesuffix('Stmt')} statements change the database", _HINT_ONE_SELECT)
         )
-        raise _rejected("statement_type", what, hint)
-    _walk(statement, catalog)
-    return "values" if statement.valuesLists else "select"
+        raise QueryRejected("statement_type", what, hint)
+    _walk(statement, policy)
 
 
-def _walk(root: ast.Node, catalog: FunctionCatalog) -> None:
+def _walk(root: ast.Node, policy: FunctionPolicy) -> None:
     """Check every node below and including `root`; raise QueryRejected at the first refused one."""
     stack: list[Any] = [root]
     while stack:
@@ -292,27 +259,27 @@ def _walk(root: ast.Node, catalog: FunctionCatalog) -> None:
             continue
         if not isinstance(item, ast.Node):
             continue
-        _check_node(item, catalog)
+        _check_node(item, policy)
         for slot in getattr(type(item), "__slots__", ()):
             value = getattr(item, slot, None)
             if isinstance(value, (ast.Node, tuple, list)):
                 stack.append(value)
 
 
-def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
+def _check_node(node: ast.Node, policy: FunctionPolicy) -> None:
     name = type(node).__name__
     if isinstance(node, ast.LockingClause):
-        raise _rejected(
+        raise QueryRejected(
             "locking_clause",
             "FOR UPDATE / FOR SHARE / FOR [NO] KEY ... lock rows, and this server only reads",
             "remove the locking clause; a plain SELECT sees a consistent snapshot",
         )
     if isinstance(node, ast.IntoClause):
-        raise _rejected(
+        raise QueryRejected(
             "into_clause", "SELECT ... INTO creates a table, and this server only reads", "remove the INTO clause"
         )
     if isinstance(node, ast.CommonTableExpr) and type(node.ctequery).__name__ in _WRITE_STATEMENTS:
-        raise _rejected(
+        raise QueryRejected(
             "data_modifying_cte",
             f"the WITH query {node.ctename!r} is a {type(node.ctequery).__name__.removesuffix('Stmt').upper()}, "
             "which writes data",
@@ -321,15 +288,15 @@ def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
     if name not in _ALLOWED_NODES:
         if name.endswith("Stmt"):
             what, hint = _STATEMENT_ADVICE.get(name, (f"a nested {name} is not a read", _HINT_ONE_SELECT))
-            raise _rejected("statement_type", what, hint)
-        raise _rejected(
+            raise QueryRejected("statement_type", what, hint)
+        raise QueryRejected(
             "node_type",
             f"the query uses {name}, which is outside the read-only SQL this server accepts",
             "rewrite it with plain SELECT syntax",
         )
     refusal: Refusal | None = None
     if isinstance(node, ast.FuncCall):
-        refusal = catalog.check_call(_names(node.funcname), _call_arity(node))
+        refusal = policy.check_call(_names(node.funcname), _call_arity(node))
     elif isinstance(node, ast.A_Expr):
         if node.kind in (
             A_Expr_Kind.AEXPR_BETWEEN,
@@ -338,15 +305,15 @@ def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
             A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM,
         ):
             for operator in _BETWEEN_OPERATORS:
-                refusal = refusal or catalog.check_operator(operator)
+                refusal = refusal or policy.check_operator(operator)
         else:
-            refusal = catalog.check_operator(_names(node.name))
+            refusal = policy.check_operator(_names(node.name))
     elif isinstance(node, ast.SubLink) and node.operName:
-        refusal = catalog.check_operator(_names(node.operName))
+        refusal = policy.check_operator(_names(node.operName))
     elif isinstance(node, ast.SortBy) and node.useOp:
-        refusal = catalog.check_operator(_names(node.useOp))
+        refusal = policy.check_operator(_names(node.useOp))
     elif isinstance(node, ast.TypeName) and node.names:
-        refusal = catalog.check_type(_names(node.names))
+        refusal = policy.check_type(_names(node.names))
     if refusal is not None:
         raise _refused(refusal)
 
@@ -354,7 +321,7 @@ def _check_node(node: ast.Node, catalog: FunctionCatalog) -> None:
 # -- the entry point ----------------------------------------------------------------------------------------
 
 
-def validate(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQuery:
+def validate(sql: str, policy: FunctionPolicy, layers: Layers) -> ValidatedQuery:
     """Check `sql` with the layers that are on; return it unchanged, or raise QueryRejected.
 
     ONE alone parses and counts statements; AST alone checks each statement (so it stops a stacked write
@@ -365,30 +332,33 @@ def validate(sql: str, catalog: FunctionCatalog, layers: Layers) -> ValidatedQue
         return ValidatedQuery(text, _fingerprint(text), "unchecked")
     statements = _parse(text)
     try:
-        return _check_statements(text, statements, catalog, layers)
+        return _check_statements(text, statements, policy, layers)
     except QueryRejected as exc:
         exc.fingerprint = _fingerprint(text)
         raise
 
 
+def _kind(statement: ast.Node | None) -> str:
+    if isinstance(statement, ast.SelectStmt):
+        return "values" if statement.valuesLists else "select"
+    return "unchecked"
+
+
 def _check_statements(
-    text: str, statements: tuple[ast.RawStmt, ...], catalog: FunctionCatalog, layers: Layers
+    text: str, statements: tuple[ast.RawStmt, ...], policy: FunctionPolicy, layers: Layers
 ) -> ValidatedQuery:
     if not statements:
-        raise _rejected("not_single_statement", "the query holds no statement, only comments", _HINT_ONE_SELECT)
+        raise QueryRejected("not_single_statement", "the query holds no statement, only comments", _HINT_ONE_SELECT)
     if layers.one and len(statements) != 1:
-        raise _rejected(
+        raise QueryRejected(
             "not_single_statement",
             f"the query holds {len(statements)} statements",
             "send exactly one statement, without a second one after a semicolon",
         )
-    kind = "unchecked"
     if layers.ast:
-        kinds = [_check_statement(raw.stmt, catalog) for raw in statements]
-        kind = kinds[0]
-    elif isinstance(statements[0].stmt, ast.SelectStmt):
-        kind = "values" if statements[0].stmt.valuesLists else "select"
-    return ValidatedQuery(text, _fingerprint(text), kind, len(statements))
+        for raw in statements:
+            _check_statement(raw.stmt, policy)
+    return ValidatedQuery(text, _fingerprint(text), _kind(statements[0].stmt), len(statements))
 
 
 # -- user-written SQL functions ----------------------------------------------------------------------------
@@ -399,7 +369,7 @@ def _body_statements(definition: str) -> tuple[Any, ...]:
     (raw,) = _parse(definition)
     create = raw.stmt
     if not isinstance(create, ast.CreateFunctionStmt):
-        raise _rejected("syntax", "its definition is not a CREATE FUNCTION statement", _HINT_ONE_SELECT)
+        raise QueryRejected("syntax", "its definition is not a CREATE FUNCTION statement", _HINT_ONE_SELECT)
     if create.sql_body is not None:
         if isinstance(create.sql_body, ast.ReturnStmt):
             return (create.sql_body,)
@@ -409,34 +379,33 @@ def _body_statements(definition: str) -> tuple[Any, ...]:
     return tuple(raw.stmt for raw in _parse(text))
 
 
-def _body_problem(definition: str, catalog: FunctionCatalog) -> str | None:
-    """Why the body of one SQL function fails the AST checks against `catalog`, or None when it only reads."""
+def _body_problem(definition: str, policy: FunctionPolicy) -> str | None:
+    """Why the body of one SQL function fails the AST checks against `policy`, or None when it only reads."""
     try:
         for statement in _body_statements(definition):
             if isinstance(statement, ast.ReturnStmt):
                 if statement.returnval is not None:
-                    _walk(statement.returnval, catalog)
+                    _walk(statement.returnval, policy)
             else:
-                _check_statement(statement, catalog)
+                _check_statement(statement, policy)
     except QueryRejected as exc:
-        what = exc.message.removeprefix("query rejected: ").split("\nhint:")[0]
-        return f"has a SQL body this server refuses ({exc.rule}: {what})"
+        return f"has a SQL body this server refuses ({exc.rule}: {exc.what})"
     return None
 
 
-def vet_function_bodies(catalog: FunctionCatalog) -> FunctionCatalog:
-    """The catalogue with each user-written SQL function believed exactly when its body passes the AST checks.
+def vet_function_bodies(policy: FunctionPolicy) -> FunctionPolicy:
+    """The policy with each user-written SQL function believed exactly when its body passes the AST checks.
 
     Bodies call one another, recursion included, so this is a greatest fixpoint: start by believing every
     SQL body, refuse the ones that fail, and check again until nothing changes. A body that calls a refused
     function fails in a later round; what is left believed calls only what is believed.
     """
-    bodied = {function.signature: function for function in catalog.sql_bodied()}
+    bodied = {function.signature: function for function in policy.sql_bodied()}
     if not bodied:
-        return catalog
+        return policy
     verdicts: dict[str, str | None] = dict.fromkeys(bodied)
     while True:
-        current = catalog.with_distrust(verdicts)
+        current = policy.with_distrust(verdicts)
         refused = {
             signature: problem
             for signature, function in bodied.items()

@@ -36,7 +36,7 @@ def register(mcp: MCPServer, service: Service) -> None:
     )
     async def overview() -> str:
         async def body(record: AuditRecord) -> str:
-            rows = await service.catalog.overview(OVERVIEW_RELATIONS + 1)
+            rows = await service.schema_reader.overview(OVERVIEW_RELATIONS + 1)
             record.rows = len(rows)
             return _overview_markdown(service, rows)
 
@@ -52,7 +52,7 @@ def register(mcp: MCPServer, service: Service) -> None:
     )
     async def table(schema: str, table: str) -> str:
         async def body(record: AuditRecord) -> str:
-            result = table_description(await service.catalog.describe(schema, table))
+            result = table_description(await service.schema_reader.describe(schema, table))
             record.rows = len(result.columns)
             return json.dumps(result.model_dump(by_alias=True, mode="json"), ensure_ascii=False)
 
@@ -68,13 +68,13 @@ def register(mcp: MCPServer, service: Service) -> None:
             return None
         prefix = argument.value
         if argument.name == "schema":
-            names = [str(row["name"]) for row in await service.catalog.schemas()]
+            names = [str(row["name"]) for row in await service.schema_reader.schemas()]
         elif argument.name == "table":
             schema = (context.arguments or {}).get("schema") if context is not None else None
             if not schema:
                 return Completion(values=[])
             try:
-                names = [str(row["name"]) for row in await service.catalog.tables(schema, COMPLETION_VALUES * 10)]
+                names = [str(row["name"]) for row in await service.schema_reader.tables(schema, COMPLETION_VALUES * 10)]
             except InvalidArgument:
                 return Completion(values=[])
         else:

@@ -1,4 +1,7 @@
-"""What the tools share: settings, layers, the database, the executor, the catalogue reader and the metrics."""
+"""What the tools share: settings, layers, the database, the executor, the guard's verdicts, the schema reader and
+the metrics. `Service.build` is the composition root: it wires the parts, and `open` hands the guard the function
+policy the database read at startup (the guard never reaches into the database, nor the database into the guard).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from dataclasses import dataclass
 from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.execute import Executor
-from pgmcp.introspect import Catalog
 from pgmcp.layers import Layers
 from pgmcp.metrics import Metrics
+from pgmcp.schema import SchemaReader
+from pgmcp.verdicts import Verdicts
 
 CALLER: ContextVar[str | None] = ContextVar("pgmcp_caller", default=None)
 """The API key name of the HTTP request being served, set by `pgmcp.http.ApiKeyAuth` around the request."""
@@ -24,7 +28,8 @@ class Service:
     layers: Layers
     database: Database
     executor: Executor
-    catalog: Catalog
+    verdicts: Verdicts
+    schema_reader: SchemaReader
     metrics: Metrics
     principal: str
 
@@ -34,7 +39,15 @@ class Service:
         metrics = Metrics()
         executor = Executor(settings, layers, database, on_watchdog=metrics.watchdog_cancels.inc)
         metrics.watch_pool(database.pool_stats)
-        return cls(settings, layers, database, executor, Catalog(executor, settings), metrics, principal)
+        verdicts = Verdicts(layers)
+        return cls(settings, layers, database, executor, verdicts, SchemaReader(executor, settings), metrics, principal)
+
+    async def open(self) -> None:
+        """Open the database (probe, role audit, pool), then give the guard the function policy it read."""
+        self.verdicts.load(await self.database.open())
+
+    async def close(self) -> None:
+        await self.database.close()
 
     def caller(self) -> str:
         """Who is calling: the API key name over HTTP, else this server's principal (in-process, stdio)."""

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from pgmcp import audit, guard, render
 from pgmcp.audit import AuditRecord
-from pgmcp.errors import CallError, DatabaseUnavailable, InvalidArgument, QueryRejected
+from pgmcp.errors import CallError, InvalidArgument
 from pgmcp.execute import Limits, Outcome
 from pgmcp.models import (
     ColumnInfo,
@@ -129,14 +129,8 @@ def validate(service: Service, sql: str, params: list[ParamValue] | None, record
     actionable error when `$n` placeholders and `params` disagree (PostgreSQL would only say "bind message
     supplies 0 parameters")."""
     record.note_statement(sql)
-    verdicts = service.database.verdicts
-    if verdicts is None:
-        raise DatabaseUnavailable("the server has not finished starting (no function catalogue yet): retry shortly")
-    verdict = verdicts.judge(sql)
-    accepted = verdict.accepted
-    if accepted is None:  # then `rejected` holds the guard's rule and message
-        rule, message = verdict.rejected or ("syntax", "query rejected")
-        raise QueryRejected(f"{message}\nrule: {rule} (this server only runs read-only queries)", rule=rule)
+    verdict = service.verdicts.judge(sql)
+    accepted = verdict.query()
     record.fingerprint = accepted.fingerprint
     needed, given = verdict.placeholders, len(params or [])
     if needed > given:
@@ -228,7 +222,7 @@ def register(mcp: MCPServer, service: Service) -> None:
     )
     async def list_schemas() -> Annotated[CallToolResult, SchemasResult]:
         async def body(record: AuditRecord) -> CallToolResult:
-            rows = await service.catalog.schemas()
+            rows = await service.schema_reader.schemas()
             result = SchemasResult(schemas=[SchemaInfo(**row) for row in rows])
             record.rows = len(result.schemas)
             return success(render.schemas(result), result)
@@ -249,7 +243,7 @@ def register(mcp: MCPServer, service: Service) -> None:
         limit: Annotated[int, Field(ge=1, le=MAX_LIST_TABLES, description="most relations to list")] = 200,
     ) -> Annotated[CallToolResult, TablesResult]:
         async def body(record: AuditRecord) -> CallToolResult:
-            rows = await service.catalog.tables(schema, limit + 1)
+            rows = await service.schema_reader.tables(schema, limit + 1)
             result = TablesResult(
                 schema=schema, tables=[TableInfo(**row) for row in rows[:limit]], truncated=len(rows) > limit
             )
@@ -275,7 +269,7 @@ def register(mcp: MCPServer, service: Service) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, TableDescription]:
         async def body(record: AuditRecord) -> CallToolResult:
-            result = table_description(await service.catalog.describe(schema, table))
+            result = table_description(await service.schema_reader.describe(schema, table))
             record.rows = len(result.columns)
             return success(render.table(result), result)
 
@@ -299,7 +293,7 @@ def register(mcp: MCPServer, service: Service) -> None:
         limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS, description="most matches to return")] = 50,
     ) -> Annotated[CallToolResult, SearchResult]:
         async def body(record: AuditRecord) -> CallToolResult:
-            rows = await service.catalog.search(pattern, kind, limit + 1)
+            rows = await service.schema_reader.search(pattern, kind, limit + 1)
             result = SearchResult(
                 pattern=pattern, matches=[SchemaMatch(**row) for row in rows[:limit]], truncated=len(rows) > limit
             )

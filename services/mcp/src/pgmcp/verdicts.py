@@ -1,7 +1,11 @@
 """Memoised guard verdicts. The guard (`pgmcp.guard.validate`) is a pure function of the SQL text, the function
-catalogue and the layers, all fixed for a server's lifetime, so the verdict on a text it has already judged, accept
+policy and the layers, all fixed for a server's lifetime, so the verdict on a text it has already judged, accept
 or refuse, is reused instead of parsing it again: agents repeat statements, and parsing is a tenth of a simple
-call's cost. Bounded in entries and in text length; least recently used entries go first."""
+call's cost. Bounded in entries and in text length; least recently used entries go first.
+
+`Verdicts` is also where the guard's state lives: the function policy the database pool read at startup is handed
+to it by the composition root (`pgmcp.service.Service.open`), and the guard vets its SQL function bodies then.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from dataclasses import dataclass
 from pglast import parser as pg_parser
 
 from pgmcp import guard
-from pgmcp.catalog import FunctionCatalog
+from pgmcp.errors import DatabaseUnavailable, QueryRejected
 from pgmcp.layers import Layers
+from pgmcp.policy import FunctionPolicy
 
 MAX_ENTRIES = 2048
 MAX_CACHED_CHARS = 8192
@@ -22,28 +27,44 @@ MAX_CACHED_CHARS = 8192
 class Verdict:
     """The guard's answer on one text, plus the highest `$n` placeholder it holds (0 when none or unparsable)."""
 
-    accepted: guard.ValidatedQuery | None
-    rejected: tuple[str, str] | None  # (rule, message): a fresh exception is raised from it each time
+    outcome: guard.ValidatedQuery | QueryRejected  # a rejection is kept, never raised: `query()` raises a copy
     placeholders: int
+
+    def query(self) -> guard.ValidatedQuery:
+        """The accepted query, or a fresh `QueryRejected`."""
+        if isinstance(self.outcome, QueryRejected):
+            raise self.outcome.again()
+        return self.outcome
 
 
 class Verdicts:
-    """The verdicts of one server (one catalogue, one set of layers)."""
+    """The verdicts of one server (one function policy, one set of layers)."""
 
-    def __init__(self, catalog: FunctionCatalog, layers: Layers) -> None:
-        self._catalog = catalog
+    def __init__(self, layers: Layers, *, policy: FunctionPolicy | None = None) -> None:
         self._layers = layers
+        self._policy = policy
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
 
+    def load(self, policy: FunctionPolicy) -> None:
+        """Judge with `policy` (read from the database at startup) from now on, once its user-written SQL
+        functions are vetted (`pgmcp.guard.vet_function_bodies`)."""
+        self._policy = guard.vet_function_bodies(policy)
+        self._cache.clear()
+
     def judge(self, sql: str) -> Verdict:
+        """The verdict on `sql`; `DatabaseUnavailable` until a policy is loaded (the server is still starting)."""
+        policy = self._policy
+        if policy is None:
+            raise DatabaseUnavailable("the server has not finished starting (no function policy yet): retry shortly")
         cached = self._cache.get(sql)
         if cached is not None:
             self._cache.move_to_end(sql)
             return cached
         try:
-            verdict = Verdict(guard.validate(sql, self._catalog, self._layers), None, placeholders(sql))
-        except guard.QueryRejected as exc:
-            verdict = Verdict(None, (exc.rule, exc.message), 0)
+            accepted = guard.validate(sql, policy, self._layers)
+            verdict = Verdict(accepted, placeholders(sql))
+        except QueryRejected as exc:
+            verdict = Verdict(exc.again(), 0)
         if len(sql) <= MAX_CACHED_CHARS:
             self._cache[sql] = verdict
             if len(self._cache) > MAX_ENTRIES:

@@ -1,4 +1,4 @@
-"""The catalogue queries behind the discovery tools and resources.
+"""The schema reader: the catalogue queries behind the discovery tools and resources.
 
 Every query is our own text with bound `$n` parameters (names never reach the SQL text), runs through the
 executor (read-only transaction, timeouts), and shows only what the reader role may read: schemas it has
@@ -145,8 +145,9 @@ def like_pattern(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Catalog:
-    """Read the database's catalogue for the tools, within what the operator exposes."""
+class SchemaReader:
+    """Read schemas, tables and columns from the database's catalogue for the tools, within what the operator
+    exposes."""
 
     executor: Executor
     settings: Settings
@@ -218,4 +219,4 @@ def _missing_table_message(name: str, candidates: list[dict[str, Any]]) -> str:
     return message + "\nhint: call search_schema or list_tables to find the exact name"
 
 
-__all__ = ["Catalog", "like_pattern"]
+__all__ = ["SchemaReader", "like_pattern"]

@@ -1,4 +1,4 @@
-"""The function policy of pgmcp.catalog: volatility gate, deny-list, overloads, operators, casts, loading."""
+"""The function policy of pgmcp.policy: volatility gate, deny-list, overloads, operators, casts, loading."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from pgmcp.catalog import (
+from pgmcp.policy import (
     ALLOWED_VOLATILE,
     DENIED_FUNCTIONS,
-    FunctionCatalog,
     FunctionInfo,
+    FunctionPolicy,
     OperatorInfo,
     TypeInfo,
     judge_function,
-    load_function_catalog,
+    load_function_policy,
 )
 
 
@@ -28,9 +28,9 @@ def test_function_info_rejects_unknown_kind() -> None:
         FunctionInfo("public", "f", "s", kind="z")
 
 
-def test_catalog_needs_a_search_path() -> None:
+def test_policy_needs_a_search_path() -> None:
     with pytest.raises(ValueError, match="search_path must name at least one schema"):
-        FunctionCatalog.from_rows([], search_path=())
+        FunctionPolicy.from_rows([], search_path=())
 
 
 @pytest.mark.parametrize(
@@ -69,14 +69,14 @@ def test_judge_function(function: FunctionInfo, rule: str | None) -> None:
 
 def test_every_overload_of_a_name_must_pass() -> None:
     """A stable f(int) does not vouch for a volatile f(text): PostgreSQL may resolve to either."""
-    catalog = FunctionCatalog.from_rows(
+    policy = FunctionPolicy.from_rows(
         [("public", "f", "s", ("integer",)), ("public", "f", "v", ("text",)), ("public", "f", "s", ("text", "text"))]
     )
-    refusal = catalog.check_call(("f",), 1)
+    refusal = policy.check_call(("f",), 1)
     assert refusal is not None and refusal.rule == "function_volatile"
     assert "public.f(text)" in refusal.reason
     # only the two-argument overload can take two arguments
-    assert catalog.check_call(("f",), 2) is None
+    assert policy.check_call(("f",), 2) is None
 
 
 def test_arity_counts_defaults_and_variadics() -> None:
@@ -90,33 +90,33 @@ def test_arity_counts_defaults_and_variadics() -> None:
 
 def test_no_arity_match_judges_every_overload() -> None:
     """A call that matches no overload's arity errs towards judging all of them."""
-    catalog = FunctionCatalog.from_rows([("public", "f", "v", ("integer",)), ("public", "f", "s", ())])
-    refusal = catalog.check_call(("f",), 5)
+    policy = FunctionPolicy.from_rows([("public", "f", "v", ("integer",)), ("public", "f", "s", ())])
+    refusal = policy.check_call(("f",), 5)
     assert refusal is not None and refusal.rule == "function_volatile"
 
 
 def test_search_path_decides_what_an_unqualified_name_reaches() -> None:
-    catalog = FunctionCatalog.from_rows([("ext", "risky", "v")], search_path=("pg_catalog", "public"))
-    unknown = catalog.check_call(("risky",), 0)
+    policy = FunctionPolicy.from_rows([("ext", "risky", "v")], search_path=("pg_catalog", "public"))
+    unknown = policy.check_call(("risky",), 0)
     assert unknown is not None and unknown.rule == "function_unknown"
     assert "search_schema" in unknown.hint
-    qualified = catalog.check_call(("ext", "risky"), 0)
+    qualified = policy.check_call(("ext", "risky"), 0)
     assert qualified is not None and qualified.rule == "function_volatile"
     # three-part names keep the schema part
-    three = catalog.check_call(("app", "ext", "risky"), 0)
+    three = policy.check_call(("app", "ext", "risky"), 0)
     assert three is not None and three.rule == "function_volatile"
 
 
 def test_denied_name_is_refused_even_when_not_installed() -> None:
-    refusal = FunctionCatalog.from_rows([]).check_call(("dblink_exec",), 2)
+    refusal = FunctionPolicy.from_rows([]).check_call(("dblink_exec",), 2)
     assert refusal is not None and refusal.rule == "function_denied"
     assert refusal.reason.startswith("dblink_exec() opens a connection")
 
 
 def test_type_name_used_as_a_function_is_a_cast() -> None:
     risky_input = FunctionInfo("public", "evil_in", "v", ("cstring",))
-    catalog = FunctionCatalog.from_rows([], types=[TypeInfo("public", "evil", (risky_input,))])
-    refusal = catalog.check_call(("evil",), 1)
+    policy = FunctionPolicy.from_rows([], types=[TypeInfo("public", "evil", (risky_input,))])
+    refusal = policy.check_call(("evil",), 1)
     assert refusal is not None and refusal.rule == "function_volatile"
     assert "a cast to public.evil runs public.evil_in(cstring)" in refusal.reason
 
@@ -124,7 +124,7 @@ def test_type_name_used_as_a_function_is_a_cast() -> None:
 def test_operator_backed_by_a_refused_function_is_refused() -> None:
     sleeper = FunctionInfo("public", "pg_sleep_op", "v", ("integer", "integer"))
     harmless = FunctionInfo("pg_catalog", "int4pl", "i", ("integer", "integer"))
-    catalog = FunctionCatalog.from_rows(
+    policy = FunctionPolicy.from_rows(
         [],
         operators=[
             OperatorInfo("public", "+", "integer", "integer", harmless),
@@ -132,70 +132,70 @@ def test_operator_backed_by_a_refused_function_is_refused() -> None:
             OperatorInfo("pg_catalog", "-", "integer", "integer", harmless),
         ],
     )
-    refusal = catalog.check_operator(("+",))
+    refusal = policy.check_operator(("+",))
     assert refusal is not None and refusal.rule == "function_denied"
     assert refusal.reason.startswith("operator + is implemented by public.pg_sleep_op")
-    assert catalog.check_operator(("-",)) is None
-    assert catalog.check_operator(("pg_catalog", "+")) is None
+    assert policy.check_operator(("-",)) is None
+    assert policy.check_operator(("pg_catalog", "+")) is None
 
 
 # -- the live catalogue of PostgreSQL 18, as the reader role loads it ------------------------------------------
 
 
-def test_loaded_catalogue_matches_the_server(reader_catalog: FunctionCatalog, superuser: psycopg.Connection) -> None:
+def test_loaded_policy_matches_the_server(reader_policy: FunctionPolicy, superuser: psycopg.Connection) -> None:
     counts = superuser.execute("SELECT (SELECT count(*) FROM pg_proc), (SELECT count(*) FROM pg_operator)").fetchone()
     assert counts is not None
-    assert (len(reader_catalog), len(reader_catalog.operators)) == (counts[0], counts[1])
-    assert reader_catalog.search_path == ("pg_catalog", "public")
+    assert (len(reader_policy), len(reader_policy.operators)) == (counts[0], counts[1])
+    assert reader_policy.search_path == ("pg_catalog", "public")
 
 
 @pytest.mark.anyio
-async def test_load_function_catalog_reads_as_the_given_role(pg: NativePostgres) -> None:
+async def test_load_function_policy_reads_as_the_given_role(pg: NativePostgres) -> None:
     async with await psycopg.AsyncConnection.connect(pg.dsn("mcp_reader")) as conn:
-        catalog = await load_function_catalog(conn)
-    lower = catalog.function_candidates(("lower",), 1)
+        policy = await load_function_policy(conn)
+    lower = policy.function_candidates(("lower",), 1)
     assert {function.signature for function in lower} >= {"pg_catalog.lower(text)"}
     assert all(function.volatility == "i" for function in lower)
-    assert catalog.type_candidates(("int4",))[0].functions
+    assert policy.type_candidates(("int4",))[0].functions
 
 
-def test_allowed_volatile_functions_exist_and_are_volatile(reader_catalog: FunctionCatalog) -> None:
+def test_allowed_volatile_functions_exist_and_are_volatile(reader_policy: FunctionPolicy) -> None:
     """The allow-list names real PostgreSQL 18 functions, each of them volatile (else it need not be listed)."""
     for name in sorted(ALLOWED_VOLATILE):
-        overloads = reader_catalog.function_candidates(("pg_catalog", name))
+        overloads = reader_policy.function_candidates(("pg_catalog", name))
         assert overloads, f"{name} is not a pg_catalog function"
         assert all(function.volatility == "v" for function in overloads), name
 
 
-def test_every_other_volatile_builtin_is_refused(reader_catalog: FunctionCatalog) -> None:
+def test_every_other_volatile_builtin_is_refused(reader_policy: FunctionPolicy) -> None:
     allowed = sorted(
         function.signature
-        for function in reader_catalog.functions
+        for function in reader_policy.functions
         if function.schema == "pg_catalog" and function.volatility == "v" and judge_function(function) is None
     )
     assert allowed == sorted(
         function.signature
-        for function in reader_catalog.functions
+        for function in reader_policy.functions
         if function.schema == "pg_catalog" and function.name in ALLOWED_VOLATILE
     )
 
 
-def test_denied_builtins_are_refused_whatever_their_volatility(reader_catalog: FunctionCatalog) -> None:
-    present = [name for name in DENIED_FUNCTIONS if reader_catalog.function_candidates(("pg_catalog", name))]
+def test_denied_builtins_are_refused_whatever_their_volatility(reader_policy: FunctionPolicy) -> None:
+    present = [name for name in DENIED_FUNCTIONS if reader_policy.function_candidates(("pg_catalog", name))]
     assert len(present) >= 40, "the deny-list should name functions PostgreSQL 18 really has"
     for name in present:
-        refusal = reader_catalog.check_call(("pg_catalog", name), None)
+        refusal = reader_policy.check_call(("pg_catalog", name), None)
         assert refusal is not None and refusal.rule == "function_denied", name
 
 
-def test_no_builtin_operator_or_cast_is_refused(reader_catalog: FunctionCatalog) -> None:
+def test_no_builtin_operator_or_cast_is_refused(reader_policy: FunctionPolicy) -> None:
     """The operator and cast gates cost nothing on a stock server: none of its operators or casts is refused."""
     refused_operators = {
-        operator.name for operator in reader_catalog.operators if judge_function(operator.function) is not None
+        operator.name for operator in reader_policy.operators if judge_function(operator.function) is not None
     }
     refused_types = {
         type_info.name
-        for type_info in reader_catalog.types
+        for type_info in reader_policy.types
         if any(judge_function(function) is not None for function in type_info.functions)
     }
     assert (refused_operators, refused_types) == (set(), set())

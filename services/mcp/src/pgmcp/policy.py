@@ -1,8 +1,9 @@
-"""What the database can run, read from its own catalogue, and which of it a model's query may call.
+"""The guard's function policy: what the database can run, read from its own catalogue, and which of it a
+model's query may call.
 
 The AST layer (`pgmcp.guard`) asks this module about every function, operator and type a query names.
 The answer comes from the server's own `pg_proc`, `pg_operator`, `pg_type` and `pg_cast`, loaded once
-with `load_function_catalog()`, plus a fixed policy:
+with `load_function_policy()` into a `FunctionPolicy`, plus fixed rules:
 
 - a call is allowed only when *every* overload it could resolve to is IMMUTABLE or STABLE, so that
   PostgreSQL's own overload resolution can never pick a volatile sibling behind the guard's back;
@@ -44,12 +45,12 @@ __all__ = [
     "ALLOWED_VOLATILE",
     "DENIED_FUNCTIONS",
     "DENIED_PREFIXES",
-    "FunctionCatalog",
+    "FunctionPolicy",
     "FunctionInfo",
     "OperatorInfo",
     "Refusal",
     "TypeInfo",
-    "load_function_catalog",
+    "load_function_policy",
 ]
 
 VOLATILITY_NAMES = {"i": "immutable", "s": "stable", "v": "volatile"}
@@ -328,8 +329,9 @@ def judge_function(function: FunctionInfo, count: int | None = None) -> Refusal 
 
 
 @dataclass(frozen=True, repr=False)
-class FunctionCatalog:
-    """Functions, operators and types of one database, as the reader role sees them, plus `search_path`."""
+class FunctionPolicy:
+    """Functions, operators and types of one database, as the reader role sees them, plus `search_path`, and the
+    rules that say which of them a query may reach (`check_call`, `check_operator`, `check_type`)."""
 
     functions: tuple[FunctionInfo, ...]
     operators: tuple[OperatorInfo, ...] = ()
@@ -354,8 +356,8 @@ class FunctionCatalog:
         types: Iterable[TypeInfo] = (),
         *,
         search_path: Sequence[str] = ("pg_catalog", "public"),
-    ) -> FunctionCatalog:
-        """A catalogue from plain rows, e.g. `("pg_catalog", "now", "s")`; for tests and tools."""
+    ) -> FunctionPolicy:
+        """A policy from plain rows, e.g. `("pg_catalog", "now", "s")`; for tests and tools."""
         infos = tuple(row if isinstance(row, FunctionInfo) else FunctionInfo(*row) for row in functions)
         return cls(infos, tuple(operators), tuple(types), tuple(search_path))
 
@@ -364,7 +366,7 @@ class FunctionCatalog:
 
     def __repr__(self) -> str:
         return (
-            f"FunctionCatalog({len(self.functions)} functions, {len(self.operators)} operators, "
+            f"FunctionPolicy({len(self.functions)} functions, {len(self.operators)} operators, "
             f"{len(self.types)} types, search_path={','.join(self.search_path)})"
         )
 
@@ -398,7 +400,7 @@ class FunctionCatalog:
         """The user-written SQL functions whose bodies the guard checks (those loaded with a definition)."""
         return tuple(function for function in self.functions if function.definition is not None)
 
-    def with_distrust(self, verdicts: Mapping[str, str | None]) -> FunctionCatalog:
+    def with_distrust(self, verdicts: Mapping[str, str | None]) -> FunctionPolicy:
         """A copy in which each function whose `signature` is in `verdicts` has that `distrust` instead,
         wherever it appears: called by name, behind an operator or as a type's input or cast function."""
 
@@ -407,7 +409,7 @@ class FunctionCatalog:
                 return function
             return replace(function, distrust=verdicts[function.signature])
 
-        return FunctionCatalog(
+        return FunctionPolicy(
             tuple(judged(function) for function in self.functions),
             tuple(replace(operator, function=judged(operator.function)) for operator in self.operators),
             tuple(
@@ -574,7 +576,7 @@ def _function_from(row: Sequence[Any]) -> FunctionInfo:
     )
 
 
-async def load_function_catalog(conn: psycopg.AsyncConnection[Any]) -> FunctionCatalog:
+async def load_function_policy(conn: psycopg.AsyncConnection[Any]) -> FunctionPolicy:
     """Read functions, operators, types and the search path as `conn`'s role sees them.
 
     Runs four catalogue queries (a few milliseconds); call it at startup and again whenever the schema
@@ -597,12 +599,12 @@ async def load_function_catalog(conn: psycopg.AsyncConnection[Any]) -> FunctionC
         search_row = await cursor.fetchone()
     # pg_temp is never searched for functions or operators unless a query names it
     search_path = tuple(schema for schema in (search_row[0] if search_row else ()) if not schema.startswith("pg_temp"))
-    catalog = FunctionCatalog(functions, operators, types, search_path or ("pg_catalog",))
+    policy = FunctionPolicy(functions, operators, types, search_path or ("pg_catalog",))
     logger.info(
-        "loaded function catalog: %d functions, %d operators, %d types, search_path %s",
+        "loaded the function policy: %d functions, %d operators, %d types, search_path %s",
         len(functions),
         len(operators),
         len(types),
-        ",".join(catalog.search_path),
+        ",".join(policy.search_path),
     )
-    return catalog
+    return policy
