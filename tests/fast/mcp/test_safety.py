@@ -12,7 +12,7 @@ import anyio
 import psycopg
 import pytest
 
-from pgmcp import execute
+from pgmcp import transaction
 from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.execute import Executor
@@ -157,12 +157,12 @@ async def test_pg_sleep_is_cancelled_by_the_server_side_timeout(
 ) -> None:
     # The watchdog would give the same 57014 error: hold it back 30 s, so that only the server-side
     # statement_timeout can end the sleep sooner. The bound below tells the two apart; it measures nothing.
-    monkeypatch.setattr(execute, "WATCHDOG_GRACE_S", 30.0)
+    monkeypatch.setattr(transaction, "WATCHDOG_GRACE_S", 30.0)
     sleeper = "SELECT pg_sleep(60) /* tmo probe */"
     async with connect(layers=layers, statement_timeout_ms=300, pool_timeout_ms=200, lock_timeout_ms=100) as client:
         started = time.monotonic()
         message = error_text(await client.call_tool("query", {"sql": sleeper}))
-        ended_by_the_server = time.monotonic() - started < execute.WATCHDOG_GRACE_S
+        ended_by_the_server = time.monotonic() - started < transaction.WATCHDOG_GRACE_S
         after = await call_checked(client, "query", {"sql": "SELECT 1"})
     assert ended_by_the_server
     assert message.startswith("query timed out: it ran longer than the 300 ms statement timeout")

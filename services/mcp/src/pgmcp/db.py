@@ -1,5 +1,5 @@
-"""The connection pool and what happens around it: startup checks (ROLE), hygiene on return (HYG), and
-turning "no connection" into a clear, transient tool error.
+"""The connection pool and what happens around it: startup checks (ROLE), and turning "no connection" into a
+clear, transient tool error. A call's transaction and the session reset (RO, TMO, HYG) are `pgmcp.transaction`'s.
 
 Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT`, stopping at
 once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and reads
@@ -21,7 +21,6 @@ from typing import Any
 import anyio
 import psycopg
 from psycopg.adapt import AdaptersMap
-from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -74,8 +73,6 @@ STARTUP_BACKOFF = 2.0
 # How long the pool keeps retrying one lost connection before it gives up and grows again on demand;
 # short, so that recovery after a long outage does not wait for a long backoff delay.
 POOL_RECONNECT_TIMEOUT_S = 10.0
-CHECKIN_TIMEOUT_S = 2.0
-"""Bound on ending a call's transaction; past it the connection is closed and the pool replaces it."""
 DIAGNOSIS_TTL_S = 1.0
 DIAGNOSIS_CONNECT_TIMEOUT_S = 1
 
@@ -120,16 +117,6 @@ class ServerInfo:
     version_num: int
     version: str
     role_connection_limit: int
-
-
-RESET_SESSION = (
-    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
-)
-"""HYG: what DISCARD ALL does, statement by statement (PostgreSQL documents this equivalence), so it can follow
-the ROLLBACK in the same round trip (DISCARD ALL itself refuses to run in a multi-statement query). Drops cursors,
-prepared statements, LISTENs, advisory locks, temporary objects and every session-level SET (back to the role's
-own defaults, e.g. default_transaction_read_only)."""
 
 
 class Database:
@@ -198,7 +185,7 @@ class Database:
         """A pooled connection, or `DatabaseUnavailable` (transient, with a retry hint) within the pool timeout.
 
         The connection is not checked with a round trip: the caller's first statement is the check, and a
-        connection found broken that way is given back (`checkin`) and another one taken.
+        connection found broken that way is given back (`release`) and another one taken.
         """
         pool = self._pool
         if pool is None:
@@ -210,26 +197,8 @@ class Database:
         except PoolTimeout:
             raise DatabaseUnavailable(await self._diagnose_unavailable()) from None
 
-    async def checkin(self, conn: Connection, *, ending: str = "ROLLBACK", dirty: bool = True) -> None:
-        """Give a connection back, its transaction ended with `ending` (ROLLBACK or COMMIT) and, with HYG, its
-        session reset (unless the caller ran only its own harmless statement: `dirty=False`), in one round trip;
-        the pool discards it when closed, broken, mid-query or not reset."""
-        status = conn.info.transaction_status
-        if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.IDLE):
-            if status == TransactionStatus.INERROR:
-                ending = "ROLLBACK"
-            parts = [ending] if status != TransactionStatus.IDLE else []
-            if self._layers.hyg and dirty:
-                parts.append(RESET_SESSION)
-            if parts:
-                try:
-                    with anyio.move_on_after(CHECKIN_TIMEOUT_S) as scope:
-                        await conn.execute("; ".join(parts), prepare=False)
-                    if scope.cancelled_caught:
-                        raise psycopg.OperationalError(f"no answer within {CHECKIN_TIMEOUT_S} s")
-                except psycopg.Error as exc:
-                    logger.warning("unable to end and reset a pooled connection (%s): discarding it", exc)
-                    await conn.close()
+    async def release(self, conn: Connection) -> None:
+        """Give a connection back; the pool discards it when closed, broken or mid-query (`checkout`'s pair)."""
         pool = self._pool
         if pool is None:
             await conn.close()
@@ -237,7 +206,8 @@ class Database:
         await pool.putconn(conn)
 
     def defer(self, work: Awaitable[None]) -> None:
-        """Finish `work` after the current call has answered (e.g. its ROLLBACK); `close()` waits for it."""
+        """Finish `work` after the current call has answered (its ROLLBACK, `pgmcp.transaction`); `close()` waits
+        for it."""
         task = asyncio.get_running_loop().create_task(self._deferred(work))
         self._deferred_tasks.add(task)
         task.add_done_callback(self._deferred_tasks.discard)
@@ -270,7 +240,7 @@ class Database:
                         if not (conn.closed or conn.broken) or time.monotonic() >= deadline:
                             return f"the database failed SELECT 1: {describe_connect_error(exc)}"
                     finally:
-                        await self.checkin(conn, dirty=False)
+                        await self.release(conn)
         except DatabaseUnavailable as exc:
             return exc.message
         except TimeoutError:

@@ -1,12 +1,12 @@
 """Run one statement the safe way: the RO, ONE, TMO and CAP layers around a pooled connection.
 
-- RO: the call runs in `BEGIN READ ONLY` and is always rolled back.
+- RO: the call runs in `BEGIN READ ONLY` and is always rolled back (`pgmcp.transaction` begins and ends it).
 - ONE: the statement goes over the extended protocol (psycopg's `stream()` always uses it), so PostgreSQL
   itself refuses a second statement ("cannot insert multiple commands into a prepared statement").
 - TMO: `SET LOCAL statement_timeout / lock_timeout / idle_in_transaction_session_timeout` (and
-  `transaction_timeout` on PostgreSQL 17+) in the same round trip as BEGIN; a watchdog sends a cancel request
-  when the server-side timeout has not fired a second after it should have, and abandons the connection if even
-  that does not end the query.
+  `transaction_timeout` on PostgreSQL 17+) in the same round trip as BEGIN (`pgmcp.transaction`); here, a
+  watchdog sends a cancel request when the server-side timeout has not fired a second after it should have, and
+  abandons the connection if even that does not end the query.
 - CAP: rows are streamed in chunks and counting stops at the row or byte limit; the query is then cancelled.
   The SQL text is never rewritten.
 
@@ -28,21 +28,19 @@ import psycopg
 from psycopg import AsyncRawCursor
 from psycopg.rows import dict_row
 
+from pgmcp import transaction
 from pgmcp.config import Settings
 from pgmcp.db import JSON_TYPE_OIDS, Connection, Database
 from pgmcp.errors import DatabaseFailed, DatabaseUnavailable, QueryTimeout
 from pgmcp.layers import Layers
 from pgmcp.results import convert_row
+from pgmcp.transaction import Transaction
 from pgmcp.types import Json, ParamValue
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-WATCHDOG_GRACE_S = 1.0
-"""How long after the statement timeout the watchdog sends its own cancel request."""
-WATCHDOG_ABANDON_S = 2.0
-"""How long after that cancel the call gives up on the connection (it is closed, the pool replaces it)."""
 CANCEL_REQUEST_TIMEOUT_S = 2.0
 MAX_CHUNK_ROWS = 500
 """Rows per chunk without the CAP layer (tests only)."""
@@ -135,65 +133,13 @@ class Executor:
     # -- transaction and timeouts ---------------------------------------------------------------------------
 
     async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run `work` in one transaction on a pooled connection (RO, TMO); translate database errors.
-
-        A read-only transaction is rolled back after the answer is on its way (`Database.defer`): nothing it did
-        can persist either way, and the round trip stays off the caller's latency.
-        """
-        conn = await self._begin()
+        """Run `work` in one call's transaction (`pgmcp.transaction`: RO, TMO, HYG) under the watchdog; translate
+        database errors into tool errors."""
         try:
-            result = await self.watched(conn, work(conn))
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self._end_and_checkin(conn, commit=False)
-            if isinstance(exc, psycopg.Error):
-                raise translate(exc, self._settings) from exc
-            raise
-        if self._layers.ro:
-            self._database.defer(self._end_and_checkin(conn, commit=False))
-        else:
-            with anyio.CancelScope(shield=True):
-                await self._end_and_checkin(conn, commit=True)
-        return result
-
-    async def _begin(self) -> Connection:
-        """A pooled connection in a new transaction. BEGIN is also the liveness check: a connection the database
-        dropped (it restarted) fails it at once and is replaced, until the pool timeout."""
-        deadline = time.monotonic() + self._settings.pool_timeout_ms / 1000
-        while True:
-            conn = await self._database.checkout()
-            try:
-                await conn.execute(self._begin_statement(), prepare=False)
-                return conn
-            except psycopg.Error as exc:
-                await self._database.checkin(conn)
-                if not (conn.closed or conn.broken) or time.monotonic() >= deadline:
-                    raise translate(exc, self._settings) from exc
-                logger.info("replacing a pooled connection the database dropped: %s", " ".join(str(exc).split()))
-            except BaseException:
-                await self._database.checkin(conn)
-                raise
-
-    async def _end_and_checkin(self, conn: Connection, *, commit: bool) -> None:
-        """ROLLBACK (COMMIT only without RO, on success) and reset, then back to the pool (`Database.checkin`)."""
-        await self._database.checkin(conn, ending="COMMIT" if commit else "ROLLBACK")
-
-    def _begin_statement(self) -> str:
-        """BEGIN plus the TMO settings in one simple-protocol round trip; our own text, numbers only."""
-        parts = ["BEGIN READ ONLY" if self._layers.ro else "BEGIN"]
-        if self._layers.tmo:
-            settings = self._settings
-            timeout = settings.statement_timeout_ms
-            parts += [
-                f"SET LOCAL statement_timeout = {int(timeout)}",
-                f"SET LOCAL lock_timeout = {int(settings.lock_timeout_ms)}",
-                f"SET LOCAL idle_in_transaction_session_timeout = {int(timeout + 1000 * WATCHDOG_GRACE_S)}",
-            ]
-            server = self._database.server
-            if server is not None and server.version_num >= 170000:
-                total = timeout + int(1000 * (WATCHDOG_GRACE_S + WATCHDOG_ABANDON_S))
-                parts.append(f"SET LOCAL transaction_timeout = {int(total)}")
-        return "; ".join(parts)
+            async with Transaction(self._database, self._settings, self._layers) as conn:
+                return await self.watched(conn, work(conn))
+        except psycopg.Error as exc:
+            raise translate(exc, self._settings) from exc
 
     async def watched(self, conn: Connection, work: Awaitable[T]) -> T:
         """TMO's second line: cancel the query if the server-side timeout did not, then abandon the connection."""
@@ -204,20 +150,20 @@ class Executor:
 
         async def watchdog(scope: anyio.CancelScope) -> None:
             nonlocal abandoned
-            await anyio.sleep(timeout_s + WATCHDOG_GRACE_S)
+            await anyio.sleep(timeout_s + transaction.WATCHDOG_GRACE_S)
             self.watchdog_cancels += 1
             if self._on_watchdog is not None:
                 self._on_watchdog()
             logger.warning(
                 "statement still running %.1f s after its %.0f ms statement_timeout: sending a cancel request",
-                WATCHDOG_GRACE_S,
+                transaction.WATCHDOG_GRACE_S,
                 self._settings.statement_timeout_ms,
             )
             try:
                 await conn.cancel_safe(timeout=CANCEL_REQUEST_TIMEOUT_S)
             except psycopg.Error as exc:
                 logger.warning("cancel request failed: %s", exc)
-            await anyio.sleep(WATCHDOG_ABANDON_S)
+            await anyio.sleep(transaction.WATCHDOG_ABANDON_S)
             abandoned = True
             logger.error("statement ignored the cancel request: abandoning its connection")
             scope.cancel()
