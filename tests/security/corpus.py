@@ -101,6 +101,26 @@ CORPUS: tuple[Attack, ...] = (
     Attack("B11b", "EXPLAIN (ANALYZE, FORMAT JSON) UPDATE",
            (query("EXPLAIN (ANALYZE, FORMAT JSON) UPDATE shop.products SET price = 1"),),
            frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    # EXPLAIN is accepted by the query tool, ANALYZE where the operator allows it (as in these runs): the explained
+    # statement must still pass the guard, however ANALYZE is spelt (tests/security/test_explain.py has the rest)
+    Attack("B11c", "EXPLAIN (ANALYZE true) DELETE", (query("EXPLAIN (ANALYZE true) DELETE FROM shop.order_items"),),
+           frozenset({"ast", "ro", "role"}), "statement_type", TEXT),
+    Attack("B11d", "EXPLAIN (FORMAT JSON, ANALYZE 1) INSERT",
+           (query("EXPLAIN (FORMAT JSON, ANALYZE 1) INSERT INTO shop.orders (customer_id, status, placed_at, total, "
+                  "note) VALUES (1, 'paid', now(), 666, 'EVIL')"),), frozenset({"ast", "ro", "role"}),
+           "statement_type", TEXT),
+    Attack("B11e", "EXPLAIN (\"analyze\" on) UPDATE",
+           (query('EXPLAIN ("analyze" on) UPDATE shop.products SET price = 0'),), frozenset({"ast", "ro", "role"}),
+           "statement_type", TEXT),
+    Attack("B11f", "EXPLAIN (ANALYZE false, ANALYZE) of a DELETE in a CTE",
+           (query("EXPLAIN (ANALYZE false, ANALYZE) WITH d AS (DELETE FROM shop.order_items RETURNING 1) "
+                  "SELECT count(*) FROM d"),), frozenset({"ast", "ro", "role"}), "data_modifying_cte", TEXT),
+    Attack("B11g", "EXPLAIN ANALYSE takes a session advisory lock",
+           (query("EXPLAIN ANALYSE SELECT pg_advisory_lock(42)"),), frozenset({"ast", "hyg"}), "function_denied", TEXT,
+           poisons=True),
+    Attack("B11h", "EXPLAIN (ANALYZE on, WAL) advances a sequence",
+           (query("EXPLAIN (ANALYZE on, WAL) SELECT nextval('shop.orders_order_id_seq')"),),
+           frozenset({"ast", "ro", "role"}), "function_denied", TEXT),
     Attack("B12a", "explain tool: ANALYZE smuggled into the statement",
            (Call("explain", {"sql": "ANALYZE DELETE FROM shop.order_items"}),), frozenset({"ast", "one"}), "syntax"),
     Attack("B12b", "explain tool: (ANALYZE) smuggled",

@@ -112,7 +112,8 @@ def test_guard_rejects(reader_policy: FunctionPolicy, sql: str, rule: str) -> No
 @pytest.mark.parametrize(
     ("sql", "rule", "words"),
     [
-        ("EXPLAIN SELECT 1", "statement_type", "use the explain tool"),
+        ("EXPLAIN ANALYZE SELECT 1", "explain_analyze", "does not allow it (MCP_ALLOW_EXPLAIN_ANALYZE=false)"),
+        ("EXPLAIN (WAL) SELECT 1", "explain_option", "WAL measures an execution"),
         ("COMMIT", "statement_type", "already runs in its own read-only transaction"),
         ("SET statement_timeout = 0", "statement_type", "current_setting('name')"),
         ("SELECT * FROM shop.orders FOR UPDATE", "locking_clause", "remove the locking clause"),
@@ -233,6 +234,7 @@ def test_fingerprint_ignores_constants(reader_policy: FunctionPolicy) -> None:
     [
         ("SELECT 1", "select"),
         ("VALUES (1), (2)", "values"),
+        ("EXPLAIN (COSTS OFF) SELECT 1", "explain"),
         ("TABLE shop.orders", "select"),
         ("WITH t AS (SELECT 1) SELECT * FROM t", "select"),
         ("(SELECT 1) UNION (SELECT 2)", "select"),

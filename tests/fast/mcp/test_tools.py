@@ -256,6 +256,42 @@ async def test_explain_analyze_when_the_operator_allows_it(connect: Connect) -> 
     assert structured["plan"][0]["Plan"]["Actual Rows"] == 1
 
 
+async def test_query_returns_the_plan_rows_of_an_explain(connect: Connect) -> None:
+    sql = "SELECT * FROM shop.orders WHERE customer_id = $1"
+    async with connect() as client:
+        plain = await call_checked(client, "query", {"sql": f"EXPLAIN (COSTS OFF) {sql}", "params": [7]})
+        as_json = await call_checked(client, "query", {"sql": f"EXPLAIN (COSTS OFF, FORMAT JSON) {sql}", "params": [7]})
+        refused = error_text(await client.call_tool("query", {"sql": f"EXPLAIN ANALYZE {sql}", "params": [7]}))
+        written = error_text(await client.call_tool("query", {"sql": "EXPLAIN DELETE FROM shop.orders"}))
+        description = {tool.name: tool.description for tool in (await client.list_tools()).tools}["query"]
+    assert [column["name"] for column in plain["columns"]] == ["QUERY PLAN"]
+    lines = [row[0] for row in rows_of(plain)]
+    assert any("orders" in line for line in lines) and any("customer_id = '7'" in line for line in lines), lines
+    assert not any("cost=" in line or "actual" in line for line in lines), lines
+    [[document]] = rows_of(as_json)
+    plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+    assert "Total Cost" not in plan and "Actual Rows" not in plan
+    assert "\nrule: explain_analyze " in refused and "MCP_ALLOW_EXPLAIN_ANALYZE=false" in refused
+    assert "\nrule: statement_type " in written and "DELETE writes data" in written
+    assert description and "EXPLAIN of one; EXPLAIN ANALYZE is disabled here" in description
+
+
+async def test_query_runs_explain_analyze_when_the_operator_allows_it(connect: Connect) -> None:
+    sql = "EXPLAIN (ANALYZE, TIMING off, SUMMARY off) SELECT count(*) FROM shop.order_items"
+    async with connect(allow_explain_analyze=True) as client:
+        structured = await call_checked(client, "query", {"sql": sql})
+        description = {tool.name: tool.description for tool in (await client.list_tools()).tools}["query"]
+    lines = [row[0] for row in rows_of(structured)]
+    assert lines[0].startswith("Aggregate") and "actual rows=1" in lines[0], lines
+    assert description and "EXPLAIN of one, ANALYZE included" in description
+
+
+async def test_the_explain_tool_points_an_explain_to_query(connect: Connect) -> None:
+    async with connect(allow_explain_analyze=True) as client:
+        message = error_text(await client.call_tool("explain", {"sql": "EXPLAIN SELECT 1"}))
+    assert "the explain tool adds EXPLAIN (FORMAT JSON) itself" in message and "query tool" in message
+
+
 async def test_resources(connect: Connect) -> None:
     async with connect() as client:
         resources = (await client.list_resources()).resources

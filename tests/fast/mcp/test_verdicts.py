@@ -20,7 +20,7 @@ async def function_policy(pg: NativePostgres) -> policy.FunctionPolicy:
 
 @pytest.mark.anyio
 async def test_verdicts_match_the_guard_and_are_reused(function_policy: policy.FunctionPolicy) -> None:
-    judge = Verdicts(ALL_LAYERS, policy=function_policy)
+    judge = Verdicts(ALL_LAYERS, explain_analyze=False, policy=function_policy)
     accepted = judge.judge("SELECT * FROM shop.orders WHERE order_id = $2 AND customer_id = $1")
     assert accepted.query() == guard.validate(
         "SELECT * FROM shop.orders WHERE order_id = $2 AND customer_id = $1", function_policy, ALL_LAYERS
@@ -40,8 +40,18 @@ async def test_verdicts_match_the_guard_and_are_reused(function_policy: policy.F
 
 
 @pytest.mark.anyio
+async def test_the_operators_explain_analyze_setting_reaches_the_guard(function_policy: policy.FunctionPolicy) -> None:
+    sql = "EXPLAIN ANALYZE SELECT 1"
+    allowed = Verdicts(ALL_LAYERS, explain_analyze=True, policy=function_policy).judge(sql)
+    assert allowed.query().kind == "explain"
+    with pytest.raises(QueryRejected) as refused:
+        Verdicts(ALL_LAYERS, explain_analyze=False, policy=function_policy).judge(sql).query()
+    assert refused.value.rule == "explain_analyze"
+
+
+@pytest.mark.anyio
 async def test_no_verdict_before_the_policy_is_loaded(function_policy: policy.FunctionPolicy) -> None:
-    judge = Verdicts(ALL_LAYERS)
+    judge = Verdicts(ALL_LAYERS, explain_analyze=False)
     with pytest.raises(DatabaseUnavailable, match="has not finished starting"):
         judge.judge("SELECT 1")
     judge.load(function_policy)
@@ -51,7 +61,7 @@ async def test_no_verdict_before_the_policy_is_loaded(function_policy: policy.Fu
 @pytest.mark.anyio
 async def test_the_cache_is_bounded(function_policy: policy.FunctionPolicy, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(verdicts, "MAX_ENTRIES", 3)
-    judge = Verdicts(ALL_LAYERS, policy=function_policy)
+    judge = Verdicts(ALL_LAYERS, explain_analyze=False, policy=function_policy)
     first = judge.judge("SELECT 1")
     for value in (2, 3, 4):
         judge.judge(f"SELECT {value}")

@@ -533,7 +533,7 @@ VARIABLES: tuple[Variable, ...] = (
         "MCP_ALLOW_EXPLAIN_ANALYZE",
         "allow_explain_analyze",
         Flag(),
-        "let `explain` run `EXPLAIN ANALYZE` (still read-only, rolled back and under the timeout)",
+        "let `explain` and `query` run `EXPLAIN ANALYZE` (still read-only, rolled back and under the timeout)",
     ),
     Variable(
         "MCP_SCHEMAS",

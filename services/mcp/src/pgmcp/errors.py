@@ -103,6 +103,8 @@ RULES = frozenset(
         "locking_clause",
         "into_clause",
         "data_modifying_cte",
+        "explain_analyze",
+        "explain_option",
         "function_denied",
         "function_volatile",
         "function_unknown",

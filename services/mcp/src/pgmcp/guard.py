@@ -4,10 +4,18 @@
 quoting, dollar quoting and Unicode escapes are seen exactly as the server will see them. Then:
 
 - ONE: exactly one statement;
-- AST: the statement is a read (SELECT, VALUES, TABLE, WITH ... SELECT); every node of its tree, down
-  through CTEs, sub-selects, FROM-clause functions, LATERAL and JSON/XML tables, is of an allowed type;
-  no locking clause, no INTO, no data-modifying CTE; every function, operator and cast passes the function
-  policy (`pgmcp.policy`).
+- AST: the statement is a read (SELECT, VALUES, TABLE, WITH ... SELECT), or an EXPLAIN of one; every node
+  of its tree, down through CTEs, sub-selects, FROM-clause functions, LATERAL and JSON/XML tables, is of an
+  allowed type; no locking clause, no INTO, no data-modifying CTE; every function, operator and cast passes
+  the function policy (`pgmcp.policy`).
+
+EXPLAIN: the explained statement goes through exactly the same checks, so only a read can be explained. That
+is stricter than it has to be for a plain EXPLAIN of an INSERT (which plans without running it), on purpose:
+one allow-list, no second path to reason about. ANALYZE runs the statement, so it needs the operator's
+`MCP_ALLOW_EXPLAIN_ANALYZE`; it counts as requested whatever way it is spelt (`ANALYZE`, `ANALYSE`, `(ANALYZE
+1)`, `(ANALYZE 'on')`, `("analyze")`, a second ANALYZE after `ANALYZE false`) unless every ANALYZE option is
+explicitly off. Only the options PostgreSQL 18 knows are accepted, and those that measure an execution
+(SERIALIZE, WAL, TIMING) only with ANALYZE.
 
 Anything refused raises `pgmcp.errors.QueryRejected` with a stable `rule` and a message that tells a model
 what was refused and what to write instead. No other exception escapes `validate()`, whatever the input.
@@ -31,6 +39,7 @@ from pgmcp.policy import FunctionPolicy, Refusal
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EXPLAIN_OPTIONS",
     "MAX_SQL_CHARS",
     "MAX_TOKENS",
     "RULES",
@@ -53,6 +62,18 @@ _stack_size_lock = threading.Lock()
 
 _HINT_ONE_SELECT = "send exactly one read-only statement: SELECT, VALUES, TABLE or WITH ... SELECT"
 
+EXPLAIN_OPTIONS = frozenset(
+    {
+        "analyze", "buffers", "costs", "format", "generic_plan", "memory", "serialize", "settings", "summary",
+        "timing", "verbose", "wal",
+    }
+)  # fmt: skip
+"""The EXPLAIN options of PostgreSQL 18 (`ANALYSE` and `ANALYZE` both parse as "analyze"); any other is refused,
+so that an option a later release adds is judged before it is accepted."""
+_EXECUTION_OPTIONS = frozenset({"serialize", "timing", "wal"})
+"""Options that measure an execution: meaningful, and accepted, only with ANALYZE (PostgreSQL refuses them too)."""
+_OFF_VALUES = frozenset({"false", "off", "none"})
+
 
 @dataclass(frozen=True, slots=True)
 class ValidatedQuery:
@@ -60,7 +81,7 @@ class ValidatedQuery:
 
     sql: str
     fingerprint: str | None  # pglast fingerprint: equal for queries that differ only in constants
-    kind: str  # "select" or "values"; "unchecked" when neither ONE nor AST parsed it
+    kind: str  # "select", "values" or "explain"; "unchecked" when neither ONE nor AST parsed it
     statement_count: int | None = None  # None when the text was not parsed
 
 
@@ -155,7 +176,10 @@ def _fingerprint(sql: str) -> str | None:
 # -- the statement allow-list ------------------------------------------------------------------------------
 
 _STATEMENT_ADVICE: dict[str, tuple[str, str]] = {
-    "ExplainStmt": ("EXPLAIN is not accepted here", "use the explain tool and pass it the SELECT alone"),
+    "ExplainStmt": (
+        "EXPLAIN is accepted only as the whole statement, not inside another one",
+        "send EXPLAIN [(options)] SELECT ... as the statement itself",
+    ),
     "TransactionStmt": (
         "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not accepted",
         "send the SELECT alone: every call already runs in its own read-only transaction",
@@ -318,21 +342,68 @@ def _check_node(node: ast.Node, policy: FunctionPolicy) -> None:
         raise _refused(refusal)
 
 
+# -- EXPLAIN ------------------------------------------------------------------------------------------------
+
+
+def _is_off(option: ast.DefElem) -> bool:
+    """Whether an EXPLAIN option is explicitly off (`0`, `false`, `off`, `none`); without a value it is on.
+    Any other value counts as on: PostgreSQL refuses what it cannot read as a boolean, and whatever it might
+    read as true must not slip through as false."""
+    value = option.arg
+    if isinstance(value, ast.Integer):
+        return value.ival == 0
+    if isinstance(value, ast.String):
+        return str(value.sval).lower() in _OFF_VALUES
+    return False
+
+
+def _check_explain(statement: ast.ExplainStmt, policy: FunctionPolicy, explain_analyze: bool) -> None:
+    """Check the statement an EXPLAIN explains, then its options (DefElems); raise QueryRejected if refused."""
+    options: list[ast.DefElem] = list(statement.options or ())
+    _check_statement(statement.query, policy)  # what is explained first: refused whatever the options say
+    known = ", ".join(sorted(name.upper() for name in EXPLAIN_OPTIONS))
+    for option in options:
+        if option.defname not in EXPLAIN_OPTIONS:
+            raise QueryRejected(
+                "explain_option",
+                f"EXPLAIN option {option.defname!r} is not one this server accepts",
+                f"use only {known}",
+            )
+    analyze = any(option.defname == "analyze" and not _is_off(option) for option in options)
+    if analyze and not explain_analyze:
+        raise QueryRejected(
+            "explain_analyze",
+            "EXPLAIN ANALYZE runs the statement, and this server's operator does not allow it "
+            "(MCP_ALLOW_EXPLAIN_ANALYZE=false)",
+            "drop ANALYZE (and SERIALIZE, WAL, TIMING) to get the estimated plan",
+        )
+    measuring = sorted(
+        {option.defname.upper() for option in options if option.defname in _EXECUTION_OPTIONS and not _is_off(option)}
+    )
+    if measuring and not analyze:
+        raise QueryRejected(
+            "explain_option",
+            f"EXPLAIN option {', '.join(measuring)} measures an execution, and this EXPLAIN has no ANALYZE",
+            f"drop {', '.join(measuring)}" + (", or add ANALYZE" if explain_analyze else ""),
+        )
+
+
 # -- the entry point ----------------------------------------------------------------------------------------
 
 
-def validate(sql: str, policy: FunctionPolicy, layers: Layers) -> ValidatedQuery:
+def validate(sql: str, policy: FunctionPolicy, layers: Layers, *, explain_analyze: bool = False) -> ValidatedQuery:
     """Check `sql` with the layers that are on; return it unchanged, or raise QueryRejected.
 
     ONE alone parses and counts statements; AST alone checks each statement (so it stops a stacked write
     even when ONE is off); with both off the text is passed through with only a best-effort fingerprint.
+    `explain_analyze` is the operator's MCP_ALLOW_EXPLAIN_ANALYZE: whether an EXPLAIN may run its statement.
     """
     text = _check_text(sql)
     if not (layers.one or layers.ast):
         return ValidatedQuery(text, _fingerprint(text), "unchecked")
     statements = _parse(text)
     try:
-        return _check_statements(text, statements, policy, layers)
+        return _check_statements(text, statements, policy, layers, explain_analyze)
     except QueryRejected as exc:
         exc.fingerprint = _fingerprint(text)
         raise
@@ -341,11 +412,11 @@ def validate(sql: str, policy: FunctionPolicy, layers: Layers) -> ValidatedQuery
 def _kind(statement: ast.Node | None) -> str:
     if isinstance(statement, ast.SelectStmt):
         return "values" if statement.valuesLists else "select"
-    return "unchecked"
+    return "explain" if isinstance(statement, ast.ExplainStmt) else "unchecked"
 
 
 def _check_statements(
-    text: str, statements: tuple[ast.RawStmt, ...], policy: FunctionPolicy, layers: Layers
+    text: str, statements: tuple[ast.RawStmt, ...], policy: FunctionPolicy, layers: Layers, explain_analyze: bool
 ) -> ValidatedQuery:
     if not statements:
         raise QueryRejected("not_single_statement", "the query holds no statement, only comments", _HINT_ONE_SELECT)
@@ -357,7 +428,10 @@ def _check_statements(
         )
     if layers.ast:
         for raw in statements:
-            _check_statement(raw.stmt, policy)
+            if isinstance(raw.stmt, ast.ExplainStmt):
+                _check_explain(raw.stmt, policy, explain_analyze)
+            else:
+                _check_statement(raw.stmt, policy)
     return ValidatedQuery(text, _fingerprint(text), _kind(statements[0].stmt), len(statements))
 
 

@@ -39,7 +39,7 @@ class Service:
         metrics = Metrics()
         executor = Executor(settings, layers, database, on_watchdog=metrics.watchdog_cancels.inc)
         metrics.watch_pool(database.pool_stats)
-        verdicts = Verdicts(layers)
+        verdicts = Verdicts(layers, explain_analyze=settings.allow_explain_analyze)
         return cls(settings, layers, database, executor, verdicts, SchemaReader(executor, settings), metrics, principal)
 
     async def open(self) -> None:

@@ -58,8 +58,8 @@ Sql = Annotated[
     Field(
         min_length=1,
         max_length=MAX_SQL_CHARS,
-        description="one read-only SQL statement (SELECT, WITH ... SELECT, VALUES or TABLE); use $1, $2 ... "
-        "placeholders for values",
+        description="one read-only SQL statement (SELECT, WITH ... SELECT, VALUES or TABLE; for query also "
+        "EXPLAIN of one); use $1, $2 ... placeholders for values",
     ),
 ]
 Params = Annotated[
@@ -307,7 +307,9 @@ def register(mcp: MCPServer, service: Service) -> None:
         title="Run a read-only SQL query",
         annotations=ToolAnnotations(title="Run a read-only SQL query", **READ_ONLY),
         description=(
-            "Run one read-only SQL statement (SELECT, WITH ... SELECT, VALUES, TABLE) and get its rows. Pass values "
+            "Run one read-only SQL statement (SELECT, WITH ... SELECT, VALUES, TABLE, or EXPLAIN of one"
+            + (", ANALYZE included" if settings.allow_explain_analyze else "; EXPLAIN ANALYZE is disabled here")
+            + ") and get its rows. Pass values "
             "as `params` with $1, $2 ... placeholders instead of pasting them into the SQL. CTEs, window functions, "
             "WITHIN GROUP, LATERAL, generate_series and JSON functions all work. Writes, DDL, SET, locking clauses "
             "and side-effecting functions are refused. At most "
@@ -365,6 +367,11 @@ def register(mcp: MCPServer, service: Service) -> None:
         async def body(record: AuditRecord) -> CallToolResult:
             record.params = len(params or [])
             validated = validate(service, sql, params, record)
+            if validated.kind == "explain":
+                raise InvalidArgument(
+                    "the explain tool adds EXPLAIN (FORMAT JSON) itself: pass the statement without EXPLAIN, or send "
+                    "the whole EXPLAIN ... to the query tool to get its plan as rows"
+                )
             if analyze and not settings.allow_explain_analyze:
                 raise InvalidArgument(
                     "EXPLAIN ANALYZE is disabled by the operator (MCP_ALLOW_EXPLAIN_ANALYZE=false): call explain "

@@ -1,7 +1,8 @@
 """Memoised guard verdicts. The guard (`pgmcp.guard.validate`) is a pure function of the SQL text, the function
-policy and the layers, all fixed for a server's lifetime, so the verdict on a text it has already judged, accept
-or refuse, is reused instead of parsing it again: agents repeat statements, and parsing is a tenth of a simple
-call's cost. Bounded in entries and in text length; least recently used entries go first.
+policy, the layers and the operator's EXPLAIN ANALYZE setting, all fixed for a server's lifetime, so the verdict
+on a text it has already judged, accept or refuse, is reused instead of parsing it again: agents repeat
+statements, and parsing is a tenth of a simple call's cost. Bounded in entries and in text length; least recently
+used entries go first.
 
 `Verdicts` is also where the guard's state lives: the function policy the database pool read at startup is handed
 to it by the composition root (`pgmcp.service.Service.open`), and the guard vets its SQL function bodies then.
@@ -38,10 +39,11 @@ class Verdict:
 
 
 class Verdicts:
-    """The verdicts of one server (one function policy, one set of layers)."""
+    """The verdicts of one server (one function policy, one set of layers, one EXPLAIN ANALYZE setting)."""
 
-    def __init__(self, layers: Layers, *, policy: FunctionPolicy | None = None) -> None:
+    def __init__(self, layers: Layers, *, explain_analyze: bool, policy: FunctionPolicy | None = None) -> None:
         self._layers = layers
+        self._explain_analyze = explain_analyze
         self._policy = policy
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
 
@@ -61,7 +63,7 @@ class Verdicts:
             self._cache.move_to_end(sql)
             return cached
         try:
-            accepted = guard.validate(sql, policy, self._layers)
+            accepted = guard.validate(sql, policy, self._layers, explain_analyze=self._explain_analyze)
             verdict = Verdict(accepted, placeholders(sql))
         except QueryRejected as exc:
             verdict = Verdict(exc.again(), 0)
