@@ -4,7 +4,7 @@
 #
 # usage: ops/conformance.sh            start a native PostgreSQL and `python -m pgmcp` on free loopback ports
 #        ops/conformance.sh URL        test a running server (e.g. http://127.0.0.1:8080/mcp); its API key in
-#                                      MCP_API_KEY
+#                                      PGMCP_API_KEY
 #
 # The suite cannot send an Authorization header, so it talks to a loopback proxy that adds the key and passes
 # everything else (the Host and Origin headers included) through unchanged (devtools/mcp_server.py).
@@ -12,7 +12,7 @@
 # that mean something for any server are listed in CONFORMANCE_SCENARIOS. Exit status: 0 when all of them pass.
 #
 # Reads:
-#   MCP_API_KEY            key for URL (only with URL)
+#   PGMCP_API_KEY            key for URL (only with URL)
 #   CONFORMANCE_SCENARIOS  space-separated scenario names (default below)
 #   CONFORMANCE_REPORT_DIR where the suite writes its checks (default: <repo>/reports/conformance)
 #   PYTHON                 interpreter with the dev requirements (default: <repo>/.venv/bin/python)
@@ -79,7 +79,7 @@ conformance_main() {
 
 	local -a target=("$python" -m devtools.mcp_server conformance-target --ready-file "$CONFORMANCE_WORK/ready.json")
 	if [[ -n "$url" ]]; then
-		[[ -n "${MCP_API_KEY:-}" ]] || ops_die "testing $url needs its API key in MCP_API_KEY"
+		[[ -n "${PGMCP_API_KEY:-}" ]] || ops_die "testing $url needs its API key in PGMCP_API_KEY"
 		target+=(--url "$url")
 	fi
 	ops_step "starting the conformance target${url:+ in front of $url}"

@@ -26,7 +26,7 @@ def run_claude(clients: NodeClients, server: McpServerProcess, key: str, tmp_pat
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
     project.mkdir()
-    env = clients.environment(home, {"MCP_URL": server.url, "MCP_API_KEY": key})
+    env = clients.environment(home, {"PGMCP_URL": server.url, "PGMCP_API_KEY": key})
     return run_bash(SCRIPT, env=env, cwd=project).stdout, home, project
 
 
@@ -34,7 +34,7 @@ def test_the_header_comes_after_the_name_and_the_url() -> None:
     # in 2.1.197 --header takes several values: anything after it would be read as one more header
     add = shell_words(SCRIPT.splitlines()[0])
     assert add[:5] == ["claude", "mcp", "add", "--transport", "http"]
-    assert add.index("--header") > add.index("$MCP_URL") > add.index("postgres")
+    assert add.index("--header") > add.index("$PGMCP_URL") > add.index("postgres")
     assert shell_words(SCRIPT.splitlines()[1]) == ["claude", "mcp", "list"]
 
 

@@ -32,10 +32,10 @@ Connection = tuple[str, dict[str, str]]
 
 def cursor_connection(url: str, key: str) -> Connection:
     """~/.cursor/mcp.json: an `mcpServers` entry with a `url` is a remote server; Cursor resolves `${env:NAME}` in
-    `url` and `headers` from the environment it started in (here after the README's `export MCP_API_KEY=...`)."""
+    `url` and `headers` from the environment it started in (here after the README's `export PGMCP_API_KEY=...`)."""
     entry = json.loads(replace_documented(CONFIGS["cursor"], {DOCUMENTED_URL: url}))["mcpServers"]["postgres"]
     assert set(entry) == {"url", "headers"}, entry
-    variables = {"env:MCP_API_KEY": key}
+    variables = {"env:PGMCP_API_KEY": key}
     headers = {name: resolve_placeholders(value, variables) for name, value in entry["headers"].items()}
     return resolve_placeholders(entry["url"], variables), headers
 

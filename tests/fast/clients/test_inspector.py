@@ -39,7 +39,7 @@ def test_inspector_cli_snippet(
     clients: NodeClients, server: McpServerProcess, key: str, tmp_path: Path, script: str
 ) -> None:
     audited = len(audit_lines(server.log_text()))
-    env = clients.environment(tmp_path, {"MCP_URL": server.url, "MCP_API_KEY": key})
+    env = clients.environment(tmp_path, {"PGMCP_URL": server.url, "PGMCP_API_KEY": key})
     answer = json.loads(run_bash(script, env=env, cwd=clients.clients_dir).stdout)
     if method_of(script) == "tools/list":
         assert [tool["name"] for tool in answer["tools"]] == SIX_TOOLS

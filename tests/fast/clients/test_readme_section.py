@@ -3,10 +3,12 @@ stack's endpoint and reads the `default` key from the secrets file."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from devtools.mcp_server import McpServerProcess
+from pgmcp.config import unknown_variables
 from tests.fast.clients.helpers import DOCUMENTED_URL, only_block, run_bash, subheadings
 
 SECTION = "## Connect a client"
@@ -36,6 +38,15 @@ def test_the_first_snippet_exports_the_stack_endpoint_and_its_default_key(
     secrets_dir.mkdir(parents=True)
     shutil.copy(server.env["MCP_API_KEYS_FILE"], secrets_dir / "mcp_api_keys")  # the same `name:key` file format
     result = run_bash(
-        script + 'printf "%s\\n" "$MCP_URL" "$MCP_API_KEY"\n', env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path
+        script + 'printf "%s\\n" "$PGMCP_URL" "$PGMCP_API_KEY"\n', env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path
     )
     assert result.stdout.splitlines() == [DOCUMENTED_URL, key]
+
+
+def test_the_variables_the_readme_exports_leave_pgmcp_startable() -> None:
+    """pgmcp refuses an unknown MCP_* variable (a typo must not leave a setting at its default), so the shell
+    variables the README has users export must not be in its namespace: a `python -m pgmcp` started from that
+    shell would not start."""
+    exported = re.findall(r"^export (\w+)=", only_block(SECTION, "bash"), re.MULTILINE)
+    assert exported == ["PGMCP_URL", "PGMCP_API_KEY"]
+    assert unknown_variables(dict.fromkeys(exported, "x")) == []

@@ -25,7 +25,7 @@ def test_the_readme_has_examples_for_both_protocol_versions() -> None:
 
 @pytest.mark.parametrize("script", EXAMPLES.values(), ids=EXAMPLES.keys())
 def test_readme_example_runs(http_server: McpServerProcess, script: str) -> None:
-    env = {**os.environ, "MCP_URL": http_server.url, "MCP_API_KEY": http_server.keys[ALICE]}
+    env = {**os.environ, "PGMCP_URL": http_server.url, "PGMCP_API_KEY": http_server.keys[ALICE]}
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
