@@ -85,33 +85,34 @@ images_debian_mirror() {
 }
 
 # usage: images_mirror_from_apt FILE...
-# Prints the first URI of a source whose suites are Debian's own (not -security, not a third party's
-# repository): a deb822 stanza with `Suites:` of bookworm, trixie, sid..., or a `deb URI SUITE` line.
+# Prints the first URI of a source that serves one of Debian's own suites (a release name, optionally
+# -updates or -backports; not -security, not a third party's repository): a deb822 stanza's `URIs:` or a
+# classic `deb [options] URI SUITE` line.
 images_mirror_from_apt() {
 	local file
 	for file in "$@"; do
 		[[ -r "$file" ]] || continue
-		case "$file" in
-			*.sources)
-				awk '
-					BEGIN { RS = ""; FS = "\n" }
-					{
-						uri = ""; ok = 0; deb = 0
-						for (i = 1; i <= NF; i++) {
-							if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
-							if ($i ~ /^Types:.*(^|[ \t])deb([ \t]|$)/) deb = 1
-							if ($i ~ /^Suites:/ && $i !~ /-security/ && $i ~ /(bookworm|trixie|forky|sid|unstable|stable)/) ok = 1
-						}
-						if (uri != "" && ok && deb) { print uri; exit }
-					}' "$file"
-				;;
-			*)
-				awk '$1 == "deb" {
-						i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-						if ($(i + 1) !~ /-security/ && $(i + 1) ~ /(bookworm|trixie|forky|sid|unstable|stable)/) { print $i; exit }
-					}' "$file"
-				;;
-		esac
+		awk -v deb822="$([[ "$file" == *.sources ]] && echo 1 || echo 0)" '
+			function debian_suite(name) {
+				return name ~ /^(bullseye|bookworm|trixie|forky|duke|sid|unstable|testing|stable|oldstable)(-updates|-backports)?$/
+			}
+			deb822 == 1 {
+				if ($0 ~ /^[ \t]*$/) { stanza(); next }
+				if ($1 == "Types:") for (i = 2; i <= NF; i++) if ($i == "deb") is_deb = 1
+				if ($1 == "URIs:") uri = $2
+				if ($1 == "Suites:") for (i = 2; i <= NF; i++) if (debian_suite($i)) ours = 1
+				next
+			}
+			$1 == "deb" {
+				i = 2
+				if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+				if (debian_suite($(i + 1))) { print $i; exit }
+			}
+			function stanza() {
+				if (uri != "" && is_deb && ours && !found) { print uri; found = 1; exit }
+				uri = ""; is_deb = 0; ours = 0
+			}
+			END { if (deb822 == 1) stanza() }' "$file"
 	done | head -n 1 | sed 's:/*$::'
 }
 

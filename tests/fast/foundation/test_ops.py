@@ -407,3 +407,35 @@ def test_the_health_wait_shows_each_service_that_is_not_healthy_yet(stack: Stack
     assert waiting, result.stderr
     assert re.search(r"^ +\d+s  mcp: healthy$", result.stderr, re.MULTILINE), result.stderr
     assert stack.container("mcp").attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_images_take_the_debian_mirror_from_the_hosts_apt_sources(tmp_path: Path) -> None:
+    """The stand-ins come from the mirror this host's apt already uses (an air-gapped site's own mirror),
+    never from an address written in the project: deb822 stanzas and classic lines, options and the
+    security archive skipped; DEBIAN_MIRROR overrides."""
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.internal/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.internal/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n"
+    )
+    classic = tmp_path / "sources.list"
+    classic.write_text(
+        "# a comment\ndeb http://security.internal/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://classic.internal/debian bookworm main\n"
+    )
+    third_party = tmp_path / "vendor.list"
+    third_party.write_text("deb https://vendor.example/apt stable-vendor main\n")
+
+    def mirror(*files: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        paths = " ".join(f'"{path}"' for path in files)
+        return ops_bash(f"images_mirror_from_apt {paths}", source="images.sh", **env)
+
+    assert mirror(deb822).stdout == "http://mirror.internal/debian\n"
+    assert mirror(classic).stdout == "http://classic.internal/debian\n"
+    assert mirror(tmp_path / "missing.list", classic, deb822).stdout == "http://classic.internal/debian\n"
+    assert mirror(third_party).stdout == ""
+    chosen = ops_bash("images_debian_mirror", source="images.sh", DEBIAN_MIRROR="http://override.internal/debian/")
+    assert chosen.stdout == "http://override.internal/debian\n"
+    images = (REPO / "ops" / "images.sh").read_text()
+    assert "deb.debian.org" not in images and "http://ftp." not in images
