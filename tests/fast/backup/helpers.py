@@ -1,5 +1,5 @@
-"""Helpers of the backup tests (the fixtures are in conftest.py): settings for a native server, a fake clock, fake
-backup sets on disk, a webhook receiver's record, small tmpfs volumes."""
+"""Helpers of the backup tests (the fixtures are in conftest.py): settings for a native server (split or as one
+BACKUP_DATABASE_URL), a fake clock, fake backup sets on disk, a webhook receiver's record, small tmpfs volumes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from devtools.backup_env import backup_environment
 from devtools.native_pg import NativePostgres
 from pgbackup.catalog import BackupSet, scan
-from pgbackup.config import Settings
+from pgbackup.config import SPECS, Settings
 from pgbackup.files import free_bytes
 from pgbackup.manifest import Database, FileEntry, Manifest, Verification
 
@@ -48,6 +50,53 @@ def backup_env(
     retries and debug logs; keyword overrides win."""
     quiet = {"BACKUP_STATUS_PORT": "0", "BACKUP_CONNECT_RETRY": "0", "BACKUP_LOG_LEVEL": "DEBUG"}
     return backup_environment(server, backup_dir, role, **{**quiet, **overrides})
+
+
+def server_url(
+    server: NativePostgres,
+    role: str = "backup_operator",
+    *,
+    form: str = "uri",
+    password: bool = False,
+    hosts: str | None = None,
+    database: str = "postgres",
+    **params: str,
+) -> str:
+    """A connection string to `server` as `role`: a libpq URI (`form="uri"`) or key/value pairs (`"kv"`), with the
+    role's password in it when `password`, `hosts` (`h1:p1,h2:p2`) instead of the server's own, and more libpq
+    keywords as `params`."""
+    hosts = hosts or f"{server.host}:{server.port}"
+    secret = server.passwords[role] if password else None
+    if form == "kv":
+        pairs = [item.rsplit(":", 1) for item in hosts.split(",")]
+        text = make_conninfo(
+            host=",".join(host for host, _ in pairs),
+            port=",".join(port for _, port in pairs),
+            user=role,
+            dbname=database,
+            password=secret,
+            **params,
+        )
+        return text
+    userinfo = role + (f":{quote(secret, safe='')}" if secret is not None else "")
+    query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+    return f"postgresql://{userinfo}@{hosts}/{quote(database, safe='')}{query}"
+
+
+def url_env(
+    server: NativePostgres, backup_dir: Path, url: str, role: str = "backup_operator", **overrides: str
+) -> dict[str, str]:
+    """`backup_env` with BACKUP_DATABASE_URL=`url` instead of every split connection setting (those SPECS
+    declares `connection=True`) and without BACKUP_PGPASSWORD: a test says where the password is (in `url`, or
+    an override BACKUP_PGPASSWORD_FILE=...)."""
+    env = backup_env(server, backup_dir, role)
+    for spec in SPECS:
+        if spec.connection:
+            env.pop(spec.name, None)
+    env.pop("BACKUP_PGPASSWORD")
+    env["BACKUP_DATABASE_URL"] = url
+    env.update(overrides)
+    return env
 
 
 def settings_of(env: dict[str, str]) -> Settings:

@@ -18,8 +18,9 @@ from pgbackup.units import byte_size, spell_bytes, spell_seconds
 
 def test_defaults_are_the_documented_ones() -> None:
     settings = Settings.from_env({"BACKUP_DIR": "/tmp"})
-    assert settings.pg_user == "backup_operator"
-    assert settings.pg_port == 5432
+    assert settings.target.user == "backup_operator"
+    assert settings.target.get("port") == "5432" and settings.target.dbname == "postgres"
+    assert settings.target.url is None
     assert settings.cadence.period_seconds == 3600
     assert (
         settings.keep_last == 24
@@ -30,7 +31,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.status_port == 9187
     assert settings.freshness_grace == 1800
     assert settings.min_free_bytes == 100 * 1024**2
-    assert settings.pg_password is None and settings.webhook_url is None
+    assert settings.target.password is None and settings.webhook_url is None
     # the drill's RPO limit defaults to what the health check still calls fresh
     assert settings.drill_max_rpo == settings.max_backup_age == 3600 + 1800
 
@@ -83,7 +84,7 @@ def test_password_file_is_read_once_without_its_newline(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
     settings = Settings.from_env({"BACKUP_PGPASSWORD_FILE": str(secret)})
-    assert settings.pg_password == "s3cret"
+    assert settings.target.password == "s3cret"
     assert "s3cret" not in repr(settings)
 
 
@@ -96,7 +97,7 @@ def test_unreadable_password_file_is_named(tmp_path: Path) -> None:
 def test_commands_that_never_connect_do_not_need_the_secret(tmp_path: Path) -> None:
     """The drill container mounts no secret; its BACKUP_PGPASSWORD_FILE must not stop it."""
     settings = Settings.from_env({"BACKUP_PGPASSWORD_FILE": str(tmp_path / "absent")}, read_secrets=False)
-    assert settings.pg_password is None
+    assert settings.target.password is None
 
 
 @pytest.mark.parametrize(
@@ -201,6 +202,7 @@ def test_every_spec_is_read() -> None:
     """A setting declared but never read would be documented and ignored: each one must change Settings."""
     base = Settings.from_env({})
     changed = {
+        "BACKUP_DATABASE_URL": "postgresql://u@db/d",
         "BACKUP_PGHOST": "db",
         "BACKUP_PGPORT": "6543",
         "BACKUP_PGUSER": "u",

@@ -175,7 +175,8 @@ def test_database_down_during_a_scheduled_run(
         loop.scheduler.run_all()
         state = read_state(settings.state_file)
         assert state is not None and state.last_outcome == "failure" and state.consecutive_failures == 1
-        assert state.last_error is not None and "unable to read the catalog" in state.last_error
+        assert state.last_error is not None and "unable to connect to 127.0.0.1:" in state.last_error
+        assert "nothing accepts connections there (connection refused)" in state.last_error
         assert [event["event"] for event in webhook.events] == ["backup_failed"]
         assert webhook.events[0]["consecutive_failures"] == 1
     finally:

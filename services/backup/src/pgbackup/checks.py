@@ -96,21 +96,18 @@ def check_tools(settings: Settings) -> tuple[int | None, list[Problem]]:
 
 
 def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, cancel: Cancellation) -> list[Problem]:
-    """Connect (retrying for BACKUP_CONNECT_RETRY), then check version and privileges."""
+    """Connect (retrying for BACKUP_CONNECT_RETRY what retrying can fix), then check version and privileges."""
+    target = settings.target
     deadline = clock.monotonic() + settings.connect_retry
     delay = RETRY_FIRST_DELAY
     while True:
         try:
-            conn = connect(settings)
+            conn = connect(target)
             break
-        except Exception as exc:
-            if clock.monotonic() + delay > deadline:
-                raise UnreachableError(
-                    f"unable to connect to {settings.pg_host}:{settings.pg_port} database {settings.pg_database} as "
-                    f"{settings.pg_user}: {str(exc).strip()}",
-                    "check BACKUP_PGHOST/PORT/USER and the password secret",
-                ) from None
-            logger.warning("database not reachable yet, retrying in %.1f s: %s", delay, str(exc).strip())
+        except UnreachableError as exc:
+            if exc.permanent or clock.monotonic() + delay > deadline:
+                raise
+            logger.warning("database not reachable yet (%s), retrying in %.1f s: %s", exc.kind, delay, exc.message)
             if cancel.wait(delay):
                 cancel.check()
             delay = min(RETRY_MAX_DELAY, delay * 2) * random.uniform(0.8, 1.2)  # jitter, not security
@@ -128,16 +125,14 @@ def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, ca
         superuser = bool(scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
         if not superuser and not scalar(conn, "SELECT pg_has_role(current_user, 'pg_read_all_data', 'USAGE')"):
             problems.append(
-                Problem(
-                    f"role {settings.pg_user} cannot read all data", f"GRANT pg_read_all_data TO {settings.pg_user}"
-                )
+                Problem(f"role {target.user} cannot read all data", f"GRANT pg_read_all_data TO {target.user}")
             )
         if not superuser and not scalar(
             conn, "SELECT pg_has_role(current_user, 'pg_use_reserved_connections', 'USAGE')"
         ):
             logger.warning(
                 "role=%s is not in pg_use_reserved_connections: backups fail when clients hold every slot",
-                settings.pg_user,
+                target.user,
             )
         for database in settings.databases or list_databases(conn):
             exists = scalar(conn, "SELECT count(*) FROM pg_database WHERE datname = %s", (database,))
@@ -148,8 +143,8 @@ def check_server(settings: Settings, dump_major: int | None, *, clock: Clock, ca
             elif not scalar(conn, "SELECT has_database_privilege(%s, 'CONNECT')", (database,)):
                 problems.append(
                     Problem(
-                        f"role {settings.pg_user} may not connect to database {database}",
-                        f"GRANT CONNECT ON DATABASE {database} TO {settings.pg_user}, or set BACKUP_DATABASES",
+                        f"role {target.user} may not connect to database {database}",
+                        f"GRANT CONNECT ON DATABASE {database} TO {target.user}, or set BACKUP_DATABASES",
                     )
                 )
     return problems
@@ -171,10 +166,5 @@ def startup_checks(settings: Settings, *, clock: Clock, cancel: Cancellation) ->
     if problems:
         items = "\n".join("  - " + str(problem).replace("\n", "\n    ") for problem in problems)
         raise StartupCheckError(f"startup checks failed:\n{items}")
-    logger.info(
-        "startup checks passed dir=%s server=%s:%d user=%s",
-        settings.backup_dir,
-        settings.pg_host,
-        settings.pg_port,
-        settings.pg_user,
-    )
+    target = settings.target
+    logger.info("startup checks passed dir=%s server=%s user=%s", settings.backup_dir, target.label, target.user)

@@ -17,25 +17,35 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+import psycopg
 import pytz
+from psycopg.conninfo import conninfo_to_dict
 
 from pgbackup.cadence import Cadence, parse_cadence
 from pgbackup.errors import ConfigError
+from pgbackup.target import SECRET_KEYWORDS, Target, check_keywords
 from pgbackup.units import BareNumber, byte_size, seconds, spell_seconds
 
 logger = logging.getLogger(__name__)
 
 Parser = Callable[[str], Any]
-Compose = Literal["pass", "stack"]
+Compose = Literal["pass", "stack", "never"]
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
     """One environment variable. `parse` turns its (stripped) text into the field's value or raises ValueError
     (reason, then `hint:` lines); `allowed` says what it accepts, for the README. `compose`: `pass` from
-    compose/.env with this default (the generated block), `stack` fixed by compose.yaml itself or not passed."""
+    compose/.env with this default (the generated block), `stack` fixed by compose.yaml itself or not passed,
+    `never` not passed by compose.yaml at all (BACKUP_DATABASE_URL: a Compose file for an external server
+    passes it). `secret_file`: a secret, also read from the file `NAME_FILE` names.
+
+    `connection`: a split connection setting. Its `field` is the libpq keyword it sets (`host`, `port`, `user`,
+    `dbname`, `sslmode`, ...), its value goes into the connection of every Python connection and client program,
+    and it is exclusive with BACKUP_DATABASE_URL: the rule is computed from this flag, so a split setting
+    declared later is covered by declaring it."""
 
     name: str
     field: str
@@ -45,6 +55,7 @@ class Spec:
     help: str
     compose: Compose = "pass"
     secret_file: bool = False
+    connection: bool = False
 
 
 def _text(required: bool) -> Parser:
@@ -155,27 +166,46 @@ def _size(text: str) -> int:
 
 
 _ANY_TEXT = "text"
+URL = "BACKUP_DATABASE_URL"
+PASSWORD = "BACKUP_PGPASSWORD"
+CONNECT_TIMEOUT = "BACKUP_PGCONNECT_TIMEOUT"
+EXAMPLE_URL = "postgresql://backup_operator@db.example.com:5432/postgres?sslmode=verify-full"
 _HOURLY = "every 60 minutes"
 
 SPECS: tuple[Spec, ...] = (
     Spec(
+        URL,
+        "database_url",
+        _text(False),
+        "a libpq URI or key=value string",
+        "",
+        "the whole connection to the source server, instead of the split BACKUP_PG* settings: "
+        "`postgresql://backup_operator@db.example.com:5432/postgres?sslmode=verify-full` (host lists, sslmode, "
+        "sslrootcert, sslcert/sslkey, target_session_attrs, load_balance_hosts, ...); it must name the user; "
+        "its password, if any, only if BACKUP_PGPASSWORD is unset; not connect_timeout (BACKUP_PGCONNECT_TIMEOUT)",
+        "never",
+        secret_file=True,
+    ),
+    Spec(
         "BACKUP_PGHOST",
-        "pg_host",
+        "host",
         _text(True),
         "a host, address or socket directory",
         "localhost",
         "PostgreSQL host (or Unix socket directory) to back up from",
         "stack",
+        connection=True,
     ),
-    Spec("BACKUP_PGPORT", "pg_port", _whole(1, 65535), "1 to 65535", "5432", "PostgreSQL port", "stack"),
+    Spec("BACKUP_PGPORT", "port", _whole(1, 65535), "1 to 65535", "5432", "PostgreSQL port", "stack", connection=True),
     Spec(
         "BACKUP_PGUSER",
-        "pg_user",
+        "user",
         _text(True),
         "a role name",
         "backup_operator",
         "role to connect as: a member of pg_read_all_data for backups, a superuser for restore",
         "stack",
+        connection=True,
     ),
     Spec(
         "BACKUP_PGPASSWORD",
@@ -189,12 +219,13 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "BACKUP_PGDATABASE",
-        "pg_database",
+        "dbname",
         _text(True),
         "a database name",
         "postgres",
         "maintenance database for catalog queries, globals and CREATE DATABASE",
         "stack",
+        connection=True,
     ),
     Spec(
         "BACKUP_PGCONNECT_TIMEOUT",
@@ -418,11 +449,7 @@ def parse_duration(text: str) -> float:
 class Settings:
     """The validated configuration; build it with `Settings.from_env`. Units: seconds and bytes."""
 
-    pg_host: str
-    pg_port: int
-    pg_user: str
-    pg_password: str | None = field(repr=False)
-    pg_database: str
+    target: Target  # the source server: BACKUP_DATABASE_URL or the split BACKUP_PG* settings, and the password
     connect_timeout: float
     connect_retry: float
     backup_dir: Path
@@ -472,24 +499,43 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str], *, read_secrets: bool = True) -> Settings:
         """Validate every setting; raise ConfigError listing all problems.
 
-        `read_secrets=False` skips reading BACKUP_PGPASSWORD_FILE, for commands that never connect to the
-        source server (drill, list, status, verify, prune, healthcheck): the drill container has no secrets.
-        A duration written without a unit still means seconds, for this release, and logs what to write.
+        `read_secrets=False` skips reading BACKUP_PGPASSWORD_FILE and BACKUP_DATABASE_URL_FILE, for commands that
+        never connect to the source server (drill, list, status, verify, prune, healthcheck): the drill container
+        has no secrets. A duration written without a unit still means seconds, for this release, and logs what to
+        write. With a URL, the split connection settings are not read (only refused when set).
         """
         problems = unknown_variables(environ)
+        url_name = _url_name(environ)
         values: dict[str, Any] = {}
+        split: dict[str, str] = {}
         for spec in SPECS:
             if spec.secret_file:
                 values[spec.field] = _secret(spec.name, environ, read_secrets, problems)
                 continue
+            if spec.connection and url_name is not None:
+                continue  # the URL is the connection; a split setting beside it is refused in _target
             text = environ.get(spec.name, spec.default).strip()
             try:
-                values[spec.field] = _parse(spec, text)
+                value = _parse(spec, text)
             except ValueError as exc:
                 shown = "<redacted>" if spec.name == "BACKUP_WEBHOOK_URL" else repr(text)  # it may carry a token
                 problems.append(f"{spec.name}={shown} is invalid: {exc}")
+                continue
+            if spec.connection:
+                split[spec.field] = "" if value is None else str(value)
+            else:
+                values[spec.field] = value
+        timeout = max(1, int(values.get("connect_timeout", 10)))
+        password = _Password(values.pop("pg_password"), _given_name(environ, PASSWORD))
+        url_text = values.pop("database_url")
+        if url_name is None:
+            target = None if problems else _split_target(split, password, timeout, problems)
+        else:
+            target = _url_target(environ, url_name, url_text, password, timeout, problems)
         if problems:
             raise ConfigError(problems)
+        assert target is not None  # no problem: one was made
+        values["target"] = target
         values["backup_dir"] = values["backup_dir"] or Path("/backups")
         values["free_space_margin"] = float(values["free_space_margin"])
         values["drill_user"] = values["drill_user"] or None
@@ -498,6 +544,160 @@ class Settings:
             # derived default: a drill of a set the schedule still counts as fresh passes
             settings = replace(settings, drill_max_rpo=settings.max_backup_age)
         return settings
+
+
+@dataclass(frozen=True, slots=True)
+class _Password:
+    value: str | None = field(repr=False)
+    name: str  # BACKUP_PGPASSWORD or BACKUP_PGPASSWORD_FILE, whichever is set
+
+
+def _given_name(environ: Mapping[str, str], name: str) -> str:
+    """`name`, or `name_FILE` when that is the one set: the variable a message names."""
+    return name if environ.get(name, "").strip() or not environ.get(f"{name}_FILE", "").strip() else f"{name}_FILE"
+
+
+def _url_name(environ: Mapping[str, str]) -> str | None:
+    """BACKUP_DATABASE_URL or BACKUP_DATABASE_URL_FILE, whichever is set (non-empty); None without a URL."""
+    if environ.get(URL, "").strip() or environ.get(f"{URL}_FILE", "").strip():
+        return _given_name(environ, URL)
+    return None
+
+
+def _split_names() -> tuple[tuple[str, str], ...]:
+    """(libpq keyword, setting) of every split connection setting, as declared in SPECS."""
+    return tuple((spec.field, spec.name) for spec in SPECS if spec.connection)
+
+
+def _split_name(keyword: str) -> str:
+    return dict(_split_names())[keyword]
+
+
+def _split_target(split: dict[str, str], password: _Password, timeout: int, problems: list[str]) -> Target | None:
+    """The source server from the split settings (each set or at its default), checked by libpq."""
+    keywords = {key: value for key, value in split.items() if value}
+    reason = check_keywords(keywords)
+    if reason is not None:
+        names = ", ".join(name for _, name in _split_names())
+        problems.append(f"the connection settings {names} are invalid together: {reason}\nhint: fix what it names")
+        return None
+    origin = password.name if password.value is not None else None
+    return Target(tuple(keywords.items()), password.value, timeout, None, origin, _split_names())
+
+
+def _url_target(
+    environ: Mapping[str, str],
+    url_name: str,
+    text: str | None,
+    password: _Password,
+    timeout: int,
+    problems: list[str],
+) -> Target | None:
+    """The source server from BACKUP_DATABASE_URL, with its rules: no split connection setting beside it, a user,
+    a password in one place only, no connect_timeout (BACKUP_PGCONNECT_TIMEOUT is the one timeout), no secret
+    that would have to go on a command line. None (and `problems` extended) when one is broken."""
+    before = len(problems)
+    conflicting = [spec.name for spec in SPECS if spec.connection and environ.get(spec.name, "").strip()]
+    if conflicting:
+        listed = ", ".join(conflicting)
+        problems.append(
+            f"both {url_name} and {listed} are set (but are exclusive)\n"
+            f"hint: the URL is the whole connection: put those values into it (e.g. {EXAMPLE_URL}) "
+            f"and unset {listed}, or unset {url_name}"
+        )
+    if text is None:  # BACKUP_DATABASE_URL_FILE, which a command that never connects does not read
+        return None if conflicting else Target((("dbname", _default_dbname()),), None, timeout, url_name)
+    text = text.strip()
+    try:
+        parsed = conninfo_to_dict(text)
+    except psycopg.ProgrammingError as exc:
+        problems.append(
+            f"{url_name}=<redacted> is invalid: {redact(text, str(exc).strip())}\n"
+            f"hint: write a libpq URI ({EXAMPLE_URL}) or key=value pairs (host=... user=... dbname=...)"
+        )
+        return None
+    keywords = {key: str(value) for key, value in parsed.items() if value is not None}
+    url_password = keywords.pop("password", None)
+    if _misread_userinfo(text):
+        problems.append(
+            f"{url_name}=<redacted> is invalid: an @ or / in its user or password is not percent-encoded, so libpq "
+            "reads part of the password as the host, port or database\n"
+            "hint: percent-encode them in the URL: @ as %40, / as %2F, : as %3A"
+        )
+        return None
+    if not keywords.get("user"):
+        problems.append(
+            f"{url_name} names no user ({_split_name('user')} does not apply with a URL)\n"
+            f"hint: put the role in the URL: {EXAMPLE_URL}"
+        )
+    password_set = bool(environ.get(PASSWORD, "") or environ.get(f"{PASSWORD}_FILE", "").strip())
+    if url_password is not None and password_set:
+        problems.append(
+            f"both a password in {url_name} and {password.name} are set (but are exclusive)\n"
+            f"hint: remove the password from the URL and keep it in {PASSWORD}_FILE"
+        )
+    if "connect_timeout" in keywords:
+        seconds_text = keywords["connect_timeout"]
+        problems.append(
+            f"{url_name} sets connect_timeout={seconds_text}, which {CONNECT_TIMEOUT} sets for every connection\n"
+            f"hint: remove connect_timeout from the URL and set {CONNECT_TIMEOUT}={seconds_text}s"
+        )
+    secret = sorted(SECRET_KEYWORDS & keywords.keys())
+    if secret:
+        problems.append(
+            f"{url_name} sets {', '.join(secret)}, which pgbackup cannot hand to pg_dump: libpq reads it from no "
+            "environment variable, and a secret never goes on a command line\n"
+            "hint: use a client key without a passphrase (mode 0600, mounted as a secret), or a password"
+        )
+    if len(problems) > before:
+        return None
+    keywords.setdefault("dbname", _default_dbname())
+    reason = check_keywords(keywords)
+    if reason is not None:
+        problems.append(
+            f"{url_name}=<redacted> is invalid: {redact(text, reason)}\n"
+            "hint: fix that parameter of the URL (libpq's connection parameters and their values)"
+        )
+        return None
+    if url_password is not None:
+        return Target(tuple(keywords.items()), url_password, timeout, url_name, url_name, _split_names())
+    origin = password.name if password.value is not None else None
+    return Target(tuple(keywords.items()), password.value, timeout, url_name, origin, _split_names())
+
+
+def _default_dbname() -> str:
+    """The database a URL without one connects to: BACKUP_PGDATABASE's default, as without a URL."""
+    return next(spec.default for spec in SPECS if spec.connection and spec.field == "dbname")
+
+
+# libpq's reading: the user information ends at the first @ before the first /
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<user>[^:@/]*):(?P<password>[^@/]*)@")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<netloc>[^/]*)(?P<path>/[^?]*)?")
+
+
+def _misread_userinfo(text: str) -> bool:
+    """Whether a URI has a second @ (an unencoded @ in the password: libpq takes the rest as the host) or an @ in
+    its path (an unencoded / in the password: libpq takes the user and the password's start as host and port)."""
+    uri = _URI.match(text)
+    return uri is not None and (uri.group("netloc").count("@") > 1 or "@" in (uri.group("path") or ""))
+
+
+def redact(text: str, message: str) -> str:
+    """libpq's `message` about the connection string `text`, with every secret in `text` (the URI's password,
+    `password=`, `sslpassword=`, `oauth_client_secret=` in key/value or query form) replaced by <redacted>:
+    libpq quotes the text it cannot parse, the whole URI included."""
+    secrets: set[str] = set()
+    userinfo = _USERINFO.match(text)
+    if userinfo:
+        secrets.add(userinfo.group("password"))
+    for keyword in SECRET_KEYWORDS:
+        quoted = r"'(?P<q>(?:[^'\\]|\\.)*)'?"
+        for match in re.finditer(rf"(?:^|[\s?&]){keyword}\s*=\s*(?:{quoted}|(?P<bare>[^\s&]*))", text):
+            secrets.add(match.group("q") if match.group("q") is not None else match.group("bare"))
+    for secret in sorted((item for item in secrets if item), key=len, reverse=True):
+        for form in {secret, unquote(secret)}:
+            message = message.replace(form, "<redacted>")
+    return message
 
 
 def _parse(spec: Spec, text: str) -> Any:

@@ -10,10 +10,12 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from pgbackup.config import Settings
+from pgbackup.errors import UnreachableError
+from pgbackup.failures import diagnose
 from pgbackup.manifest import DatabaseSetting, Grant, Membership, Role, TableCount
-from pgbackup.pgtools import APPLICATION_NAME
+from pgbackup.target import Target
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +39,36 @@ RELKIND_NAMES = {
 }
 
 
-def connect(settings: Settings, database: str | None = None, *, autocommit: bool = True) -> Connection:
-    """Connect to the configured server as the configured role (password passed as a keyword, not a DSN)."""
-    return psycopg.connect(
-        host=settings.pg_host,
-        port=settings.pg_port,
-        user=settings.pg_user,
-        password=settings.pg_password,
-        dbname=database or settings.pg_database,
-        connect_timeout=max(1, int(settings.connect_timeout)),
-        application_name=APPLICATION_NAME,
-        # one time zone for every timestamp read as text (role VALID UNTIL), whatever the server's default
-        options="-c TimeZone=UTC",
-        autocommit=autocommit,
+def connect(target: Target, database: str | None = None, *, autocommit: bool = True) -> Connection:
+    """Connect to the target (its maintenance database, or `database`); the password is passed as a keyword.
+
+    A failure raises UnreachableError (exit status 5) saying what went wrong and what to do (failures.py);
+    `permanent` says whether retrying can help.
+    """
+    params = target.params(database)
+    # one time zone for every timestamp read as text (role VALID UNTIL), whatever the server's default
+    params["options"] = " ".join(part for part in (params.get("options", ""), "-c TimeZone=UTC") if part)
+    try:
+        return psycopg.connect(make_conninfo(**params), password=target.password, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise connect_error(target, database or target.dbname, str(exc).strip()) from None
+
+
+def connect_error(target: Target, database: str, message: str) -> UnreachableError:
+    """The UnreachableError for libpq's `message` about connecting to `database` of `target`."""
+    failure = diagnose(message, target)
+    return UnreachableError(
+        f"unable to connect to {target.label} database {database} as {target.user}: {failure.reason}: {message}",
+        *failure.hints,
+        kind=failure.kind,
+        permanent=failure.permanent,
     )
+
+
+def pin(target: Target, conn: Connection) -> Target:
+    """`target` narrowed to the server `conn` reached: what every later connection and client program of the
+    same backup or restore uses (the snapshot and the staging database exist on that server only)."""
+    return target.pinned(conn.info.host, conn.info.hostaddr, conn.info.port)
 
 
 def scalar(conn: Connection, query: sql.SQL | sql.Composed | str, params: Sequence[Any] | None = None) -> Any:

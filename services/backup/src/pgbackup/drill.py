@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from pgbackup.cancel import Cancellation
 from pgbackup.catalog import BackupSet, scan
@@ -189,6 +190,7 @@ def _restore_one(
         create_database(conn, database.name, database)
         restore_archive(
             backup_set.path / database.file,
+            conninfo=make_conninfo(dbname=database.name),
             env=server.env(database.name),
             bin_dir=settings.pg_bin_dir,
             jobs=settings.restore_jobs,

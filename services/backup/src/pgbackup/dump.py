@@ -32,14 +32,16 @@ from pgbackup.db import (
     database_exists,
     database_properties,
     list_databases,
+    pin,
     read_roles,
     server_version,
     user_tables,
 )
-from pgbackup.errors import AbortedError, BackupError, DumpError
+from pgbackup.errors import AbortedError, BackupError, DumpError, UnreachableError
 from pgbackup.files import fsync_path, sha256_file
 from pgbackup.manifest import GLOBALS_NAME, Database, FileEntry, Manifest
 from pgbackup.pgtools import BackgroundTool, client_env, find_tool, run_tool, tool_version
+from pgbackup.target import Target
 from pgbackup.verify import verify_set
 
 logger = logging.getLogger(__name__)
@@ -120,7 +122,8 @@ def _write_set(
     pg_dumpall = str(find_tool("pg_dumpall", settings.pg_bin_dir))
     dump_version = tool_version("pg_dump", settings.pg_bin_dir)
     try:
-        with connect(settings) as conn, cancel.connection(conn):
+        with connect(settings.target) as conn, cancel.connection(conn):
+            target = pin(settings.target, conn)  # every later connection and pg_dump: this server, not another host
             version, version_num = server_version(conn)
             names = list(settings.databases) or list_databases(conn)
             missing = [name for name in names if not database_exists(conn, name)]
@@ -137,7 +140,7 @@ def _write_set(
     except Exception as exc:
         cancel.check()
         raise DumpError(
-            f"unable to read the catalog of {settings.pg_host}:{settings.pg_port} as {settings.pg_user}: {exc}",
+            f"unable to read the catalog of {settings.target.label} as {settings.target.user}: {exc}",
             "is the server up and the password right? `python -m pgbackup status` shows the last errors",
         ) from exc
     if dump_version.major < version_num // 10000:
@@ -155,9 +158,10 @@ def _write_set(
             "--no-role-passwords",
             "--no-password",
             f"--file={globals_partial}",
-            f"--database={settings.pg_database}",
+            f"--dbname={target.conninfo()}",
+            f"--database={target.dbname}",
         ],
-        env=client_env(settings),
+        env=client_env(target),
         what="dump the roles and tablespaces (pg_dumpall --globals-only)",
         cancel=cancel,
     )
@@ -166,7 +170,9 @@ def _write_set(
     databases = []
     for name in names:
         cancel.check()
-        database, entry = _dump_database(settings, directory, name, properties[name], pg_dump=pg_dump, cancel=cancel)
+        database, entry = _dump_database(
+            settings, target, directory, name, properties[name], pg_dump=pg_dump, cancel=cancel
+        )
         databases.append(database)
         files.append(entry)
 
@@ -176,9 +182,9 @@ def _write_set(
         server_version=version,
         server_version_num=version_num,
         pg_dump_version=dump_version.text,
-        host=settings.pg_host,
-        port=settings.pg_port,
-        user=settings.pg_user,
+        host=target.get("host"),
+        port=int(target.get("port")),
+        user=target.user,
         started_at=started_at,
         finished_at=clock.now(),
         files=tuple(files),
@@ -192,6 +198,7 @@ def _write_set(
 
 def _dump_database(
     settings: Settings,
+    target: Target,
     directory: Path,
     name: str,
     properties: dict[str, object],
@@ -203,27 +210,29 @@ def _dump_database(
     file_name = archive_name(name)
     partial_file = directory / f"{file_name}{PARTIAL_SUFFIX}"
     try:
-        conn = connect(settings, name)
-    except Exception as exc:
+        conn = connect(target, name)
+    except UnreachableError:
         cancel.check()
-        raise DumpError(
-            f"unable to connect to database {name} as {settings.pg_user}: {exc}",
-            f"GRANT CONNECT ON DATABASE {name} TO {settings.pg_user}, or leave it out of BACKUP_DATABASES",
-        ) from exc
+        raise
     with conn, cancel.connection(conn):
         if settings.lock_wait_timeout > 0:
             conn.execute(
                 "SELECT set_config('lock_timeout', %s, false)", (f"{int(settings.lock_wait_timeout * 1000)}ms",)
             )
         snapshot, snapshot_at = begin_snapshot(conn)
-        argv = [pg_dump, "--format=custom", f"--file={partial_file}", f"--snapshot={snapshot}", "--no-password"]
+        argv = [
+            pg_dump,
+            "--format=custom",
+            f"--file={partial_file}",
+            f"--snapshot={snapshot}",
+            "--no-password",
+            f"--dbname={target.conninfo(name)}",
+        ]
         if settings.compress:
             argv.append(f"--compress={settings.compress}")
         if settings.lock_wait_timeout > 0:
             argv.append(f"--lock-wait-timeout={int(settings.lock_wait_timeout * 1000)}ms")
-        tool = BackgroundTool(
-            argv, env=client_env(settings, database=name), what=f"dump database {name}", cancel=cancel
-        )
+        tool = BackgroundTool(argv, env=client_env(target), what=f"dump database {name}", cancel=cancel)
         # Count while pg_dump writes: the same snapshot, so the counts are exactly what the archive holds.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgbackup-dump") as pool:
             finished = pool.submit(tool.finish)

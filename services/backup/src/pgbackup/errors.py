@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # argparse: unknown command or option
     CONFIG = 3  # invalid settings, unknown BACKUP_* variables included (every problem is listed)
     STARTUP = 4  # a startup check failed: directory, free space, tool versions, privileges
-    UNREACHABLE = 5  # the source server did not accept a connection within BACKUP_CONNECT_RETRY
+    UNREACHABLE = 5  # the source server did not accept a connection (within BACKUP_CONNECT_RETRY, or refused it)
     BACKUP = 10  # a backup run failed
     VERIFY = 11  # a set failed verification: checksum, archive list, row counts, roles
     NOT_FOUND = 12  # no such set, or no verified set
@@ -64,9 +64,16 @@ class StartupCheckError(BackupError):
 
 
 class UnreachableError(BackupError):
-    """The source server did not accept a connection before the retry deadline."""
+    """The source server did not accept a connection: unreachable until the retry deadline, or refused for a
+    reason retrying cannot fix (`permanent`: a certificate, TLS, the password, pg_hba.conf, a missing database
+    or role). `kind` names the cause (pgbackup.failures)."""
 
     exit_code = ExitCode.UNREACHABLE
+
+    def __init__(self, message: str, *hints: str, kind: str = "unknown", permanent: bool = False) -> None:
+        super().__init__(message, *hints)
+        self.kind = kind
+        self.permanent = permanent
 
 
 class DumpError(BackupError):

@@ -1,8 +1,8 @@
 """The PostgreSQL client and server programs: where they are, which version, how to run them safely.
 
-Passwords reach a child only through PGPASSWORD in its environment, never on its command line, and
-database names only through PGDATABASE (a `-d` argument containing `=` would be parsed as a
-connection string).
+A client program reaches the source server through `--dbname=<conninfo>` (target.py says why not PG*
+environment variables), a conninfo psycopg quoted, so that no database name is misread as connection options.
+Passwords reach a child only through PGPASSWORD in its environment, never on its command line.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import IO
 
 from pgbackup.cancel import Cancellation
-from pgbackup.config import Settings
 from pgbackup.errors import ToolError
+from pgbackup.target import APPLICATION_NAME, Target
 
 logger = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(?P<major>\d+)(?:\.(?P<minor>\d+))?")
 STDERR_TAIL = 2000
-APPLICATION_NAME = "pgbackup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +62,11 @@ def base_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(("PG", "BACKUP_"))}
 
 
-def client_env(settings: Settings, *, database: str | None = None, user: str | None = None) -> dict[str, str]:
-    """Environment for a client program reaching the configured server as the configured role."""
+def client_env(target: Target) -> dict[str, str]:
+    """Environment for a client program given `--dbname=target.conninfo(...)`: only the password, if any."""
     env = base_env()
-    env.update(
-        PGHOST=settings.pg_host,
-        PGPORT=str(settings.pg_port),
-        PGUSER=user or settings.pg_user,
-        PGDATABASE=database or settings.pg_database,
-        PGCONNECT_TIMEOUT=str(max(1, int(settings.connect_timeout))),
-        PGAPPNAME=APPLICATION_NAME,
-    )
-    if settings.pg_password is not None:
-        env["PGPASSWORD"] = settings.pg_password
+    if target.password is not None:
+        env["PGPASSWORD"] = target.password
     return env
 
 

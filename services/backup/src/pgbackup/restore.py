@@ -24,7 +24,7 @@ from pgbackup.cancel import Cancellation
 from pgbackup.catalog import BackupSet, scan
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
-from pgbackup.db import Connection, connect, database_exists, scalar
+from pgbackup.db import Connection, connect, database_exists, pin, scalar
 from pgbackup.errors import RestoreError, TargetExistsError, VerificationError
 from pgbackup.files import shared_lock
 from pgbackup.manifest import MANIFEST_NAME, Database, Role, TableCount
@@ -181,17 +181,23 @@ def drop_database(conn: Connection, name: str) -> None:
 
 
 def restore_archive(
-    archive: Path, *, env: Mapping[str, str], bin_dir: Path | None, jobs: int, cancel: Cancellation | None, what: str
+    archive: Path,
+    *,
+    conninfo: str,
+    env: Mapping[str, str],
+    bin_dir: Path | None,
+    jobs: int,
+    cancel: Cancellation | None,
+    what: str,
 ) -> None:
-    """pg_restore the archive into the database PGDATABASE of `env` names; stop at the first error.
+    """pg_restore the archive into the database `conninfo` names; stop at the first error.
 
-    pg_restore needs --dbname; it is given as a quoted conninfo so that no database name, whatever its
-    characters, is misread as connection options. Host, port, user and password come from `env`.
+    `conninfo` (built by psycopg's make_conninfo, so that no database name, whatever its characters, is misread
+    as connection options) is pg_restore's --dbname; what it leaves out (the password) comes from `env`.
     """
     pg_restore = str(find_tool("pg_restore", bin_dir))
-    quoted = env["PGDATABASE"].replace("\\", "\\\\").replace("'", "\\'")
     run_tool(
-        [pg_restore, "--exit-on-error", "--no-password", f"--jobs={jobs}", f"--dbname=dbname='{quoted}'", str(archive)],
+        [pg_restore, "--exit-on-error", "--no-password", f"--jobs={jobs}", f"--dbname={conninfo}", str(archive)],
         env=env,
         what=what,
         cancel=cancel,
@@ -288,22 +294,19 @@ def restore_set(
     with shared_lock(backup_set.path / MANIFEST_NAME):
         check_set(backup_set, bin_dir=settings.pg_bin_dir, cancel=cancel)
         source = _pick_source(backup_set, source_db)
-        if target_db == settings.pg_database:
+        if target_db == settings.target.dbname:
             raise RestoreError(
-                f"unable to restore into {target_db}: it is the maintenance database BACKUP_PGDATABASE",
+                f"unable to restore into {target_db}: it is the maintenance database "
+                f"({settings.target.where('dbname')}), which restore connects to",
                 "restore into another name, then rename it with ALTER DATABASE from another database",
             )
-        try:
-            conn = connect(settings)
-        except Exception as exc:
-            raise RestoreError(
-                f"unable to connect to {settings.pg_host}:{settings.pg_port} as {settings.pg_user}: {exc}"
-            ) from exc
-        with conn:
+        with connect(settings.target) as conn:
+            target = pin(settings.target, conn)  # pg_restore and the counts: the server the staging database is on
             if not scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
                 raise RestoreError(
-                    f"unable to restore as {settings.pg_user}: restoring owners, roles and databases needs a superuser",
-                    "run the restore service (make restore), which connects as postgres",
+                    f"unable to restore as {target.user}: restoring owners, roles and databases needs a superuser",
+                    "run the restore service (make restore), which connects as postgres; with BACKUP_DATABASE_URL, "
+                    "name a superuser in it",
                 )
             _refuse_existing(conn, target_db, force)
             result = RestoreResult(backup_set.id, source.name, target_db, replaced=False)
@@ -316,14 +319,15 @@ def restore_set(
                 create_database(conn, staging, source)
                 restore_archive(
                     backup_set.path / source.file,
-                    env=client_env(settings, database=staging),
+                    conninfo=target.conninfo(staging),
+                    env=client_env(target),
                     bin_dir=settings.pg_bin_dir,
                     jobs=settings.restore_jobs,
                     cancel=cancel,
                     what=f"restore {source.name} of set {backup_set.id}",
                 )
                 problems, result.rows = compare_counts(
-                    lambda: connect(settings, staging), source, jobs=settings.restore_jobs
+                    lambda: connect(target, staging), source, jobs=settings.restore_jobs
                 )
                 if problems:
                     raise VerificationError(

@@ -22,7 +22,8 @@ from typing import Any
 import psycopg
 
 from pgbackup.errors import ToolError
-from pgbackup.pgtools import APPLICATION_NAME, base_env, find_tool, local_env, run_tool
+from pgbackup.pgtools import base_env, find_tool, local_env, run_tool
+from pgbackup.target import APPLICATION_NAME
 
 logger = logging.getLogger(__name__)
 
