@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.paths import REPO
 from pgbackup.config import SPECS, Settings
 from pgbackup.db import connect_error
 from pgbackup.failures import diagnose
@@ -228,3 +229,20 @@ def test_a_host_list_is_shown_host_by_host() -> None:
     target = Target((("host", "db1,db2"), ("port", "5432,6432"), ("user", "u"), ("dbname", "postgres")))
     assert target.label == "db1:5432,db2:6432"
     assert Target((("host", "db1,db2"), ("user", "u"))).label == "db1:5432,db2:5432"
+
+
+def test_the_example_in_the_conventions_is_what_pgbackup_prints() -> None:
+    text = (REPO / "docs" / "conventions.md").read_text()
+    section = text[text.index("## Connection failures") :]
+    example = section[section.index("```text\n") + len("```text\n") : section.index("\n```\n")]
+    target = Settings.from_env(
+        {
+            "BACKUP_DATABASE_URL": "postgresql://backup_operator@db.example.com:5432/postgres"
+            "?sslmode=verify-full&sslrootcert=/run/secrets/db_ca.crt"
+        }
+    ).target
+    libpq = (
+        'connection failed: connection to server at "203.0.113.7", port 5432 failed: SSL error: certificate verify '
+        "failed"
+    )
+    assert example == f"pgbackup backup: error: {connect_error(target, 'postgres', libpq)}"
