@@ -97,11 +97,18 @@ def test_nothing_unknown_reaches_the_mcp_server(services: dict[str, Any]) -> Non
 
 def test_every_backup_setting_is_passed_or_fixed_by_the_stack(services: dict[str, Any]) -> None:
     """A BACKUP_* line in compose/.env must not be silently ignored: each `pass` setting reaches the sidecar with
-    its own default (so an unset variable behaves as documented in services/backup/README.md)."""
+    its own default (so an unset variable behaves as documented in services/backup/README.md). A `never` setting
+    (BACKUP_DATABASE_URL: only a Compose file for an external server passes it) reaches no backup service, so
+    compose/.env cannot point the stack's own sidecar elsewhere."""
     passed = services["backup"]["environment"]
+    assert "BACKUP_DATABASE_URL" in {spec.name for spec in SPECS if spec.compose == "never"}
     for spec in SPECS:
         if spec.compose == "pass":
             assert passed[spec.name] == f"${{{spec.name}:-{spec.default}}}", spec.name
+        elif spec.compose == "never":
+            for name in ("backup", "restore", "restore-drill"):
+                environment = services[name]["environment"]
+                assert spec.name not in environment and f"{spec.name}_FILE" not in environment, (name, spec.name)
         else:
             assert f"${{{spec.name}" not in str(passed.get(spec.name, "")), f"{spec.name} is fixed by the stack"
 
