@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 COMPOSE := ops/compose.sh
-ROLE ?= postgres
+# no default: make psql opens psql as postgres without it, make rotate-password refuses to guess
+ROLE ?=
 BACKUP ?= latest
 TARGET_DB ?=
 FORCE ?=
@@ -39,7 +40,7 @@ psql: ## open psql in the postgres container (ROLE=postgres|app_owner|mcp_reader
 clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the question)
 	FORCE=$(FORCE) ops/clean.sh
 
-rotate-password: ## give ROLE=<role> a new random password and recreate the service that uses it
+rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)
 
 images: ## choose the base images and build the offline stand-ins if no registry answers

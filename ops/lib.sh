@@ -137,13 +137,27 @@ ops_warn() {
 #    ie: ops_die "unable to start dockerd" "hint: read /var/log/dockerd.log"
 # Prints the error (and each hint on its own line) to stderr and exits 1.
 ops_die() {
-	printf '%s: error: %s\n' "$(basename "$0")" "$1" >&2
-	shift
-	local hint
-	for hint in "$@"; do
-		printf '    %s\n' "$hint" >&2
+	ops_fail 1 "$@"
+}
+
+# usage: ops_usage MESSAGE USAGE...
+#    ie: ops_usage "no role given" "usage: make rotate-password ROLE=mcp_reader|postgres"
+# A command called the wrong way: prints the error and the right form of the command (each USAGE line on
+# its own line) to stderr and exits 2, before anything was changed.
+ops_usage() {
+	ops_fail 2 "$@"
+}
+
+# usage: ops_fail STATUS MESSAGE [LINE...]
+# What ops_die and ops_usage share: the error, each LINE indented below it, on stderr; then exit STATUS.
+ops_fail() {
+	local status="$1" line
+	printf '%s: error: %s\n' "$(basename "$0")" "$2" >&2
+	shift 2
+	for line in "$@"; do
+		printf '    %s\n' "$line" >&2
 	done
-	exit 1
+	exit "$status"
 }
 
 # usage: ops_is_root
