@@ -10,6 +10,7 @@ COMPOSE := ops/compose.sh
 # no default: make psql opens psql as postgres without it, make rotate-password refuses to guess
 ROLE ?=
 BACKUP ?= latest
+SOURCE_DB ?=
 TARGET_DB ?=
 FORCE ?=
 PYTEST_ARGS ?=
@@ -72,8 +73,8 @@ backup-now: ## take a backup set now, in the running backup sidecar
 backups: ## list backup sets (id, age, size, verified, databases)
 	$(COMPOSE) exec -T backup python -m pgbackup list
 
-restore: ## restore BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
-	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
+restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
+	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
 
 restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
 	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"

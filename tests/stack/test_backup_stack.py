@@ -6,6 +6,7 @@ unhealthy."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from typing import Any
 
@@ -13,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgbackup.errors import ExitCode
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import REPO, Stack
 from tests.helpers import wait_until
 
 PYTHON = ("python", "-c")
@@ -132,6 +133,85 @@ def test_restore_job_creates_a_new_database_and_refuses_an_existing_one(stack: S
     finally:
         with psycopg.connect(stack.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+
+
+RESTORE_USAGE = "hint: usage: make restore BACKUP=<id|latest> SOURCE_DB=<db> TARGET_DB=<new-name> [FORCE=1]"
+
+
+def make_restore(stack: Stack, *variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make restore VARIABLE=value...` on the test stack; make exits 2 on any failure and names the
+    command's own status (`Error 12`)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "restore", *variables],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_make_restore_chooses_the_source_of_a_set_of_two_databases(stack: Stack) -> None:
+    """A set holding `app` and `inventory`: without SOURCE_DB, or with one it does not hold, make restore lists
+    them and shows its form; every other wrong argument shows it too; SOURCE_DB=inventory restores that one."""
+    target = f"stack_inventory_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE inventory OWNER app_owner")
+    set_id = None
+    try:
+        with psycopg.connect(stack.dsn("app_owner", "inventory"), autocommit=True) as conn:
+            conn.execute("CREATE TABLE stock (sku text PRIMARY KEY, units int NOT NULL)")
+            conn.execute("INSERT INTO stock VALUES ('a', 1), ('b', 2)")
+        before = {row["id"] for row in sets(stack)}
+        pgbackup(stack, "backup")
+        [set_id] = [row["id"] for row in sets(stack) if row["id"] not in before]
+
+        refused = {
+            "no SOURCE_DB": (
+                [f"BACKUP={set_id}", f"TARGET_DB={target}"],
+                2,
+                [
+                    f"set {set_id} to restore: it holds 2 application databases, app, inventory",
+                    f"make restore BACKUP={set_id} SOURCE_DB=app TARGET_DB={target}",
+                ],
+            ),
+            "unknown SOURCE_DB": (
+                [f"BACKUP={set_id}", "SOURCE_DB=nope", f"TARGET_DB={target}"],
+                2,
+                [f"unable to restore database 'nope': set {set_id} holds app, inventory, postgres"],
+            ),
+            "no TARGET_DB": ([f"BACKUP={set_id}", "SOURCE_DB=inventory"], 2, ["no target database given"]),
+            "unknown BACKUP": (
+                ["BACKUP=20000101T000000Z", "SOURCE_DB=inventory", f"TARGET_DB={target}"],
+                12,
+                ["unable to find backup set '20000101T000000Z'"],
+            ),
+        }
+        for what, (variables, status, lines) in refused.items():
+            result = make_restore(stack, *variables)
+            output = result.stdout + result.stderr
+            assert result.returncode == 2 and f"Error {status}" in result.stderr, f"{what}:\n{output[-3000:]}"
+            for line in [*lines, RESTORE_USAGE]:
+                assert line in output, f"{what}: {line!r} missing from\n{output[-3000:]}"
+        with psycopg.connect(stack.dsn()) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (target,)).fetchone() == (0,)
+
+        restored = make_restore(stack, f"BACKUP={set_id}", "SOURCE_DB=inventory", f"TARGET_DB={target}")
+        assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+        assert f"restored inventory of set {set_id} into {target}: 1 tables, 2 rows" in restored.stdout
+        with psycopg.connect(stack.dsn(database=target)) as conn:
+            assert conn.execute("SELECT sku, units FROM stock ORDER BY sku").fetchall() == [("a", 1), ("b", 2)]
+
+        again = make_restore(stack, f"BACKUP={set_id}", "SOURCE_DB=inventory", f"TARGET_DB={target}")
+        output = again.stdout + again.stderr
+        assert again.returncode == 2 and "Error 13" in again.stderr, output[-3000:]
+        assert f"unable to restore into {target}: the database exists" in output and RESTORE_USAGE in output
+    finally:
+        with psycopg.connect(stack.dsn(), autocommit=True) as conn:
+            for database in (target, "inventory"):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        if set_id is not None:  # the shared stack's sets hold one application database again
+            stack.exec("backup", "rm", "-rf", f"/backups/sets/{set_id}")
 
 
 AGE_SETS = """

@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
 
     OK = 0
     UNHEALTHY = 1  # healthcheck only: Docker reads any non-zero as unhealthy and reserves 2
-    USAGE = 2  # argparse: unknown command or option
+    USAGE = 2  # argparse: unknown command or option; an argument that does not fit (restore --source-db)
     CONFIG = 3  # invalid settings, unknown BACKUP_* variables included (every problem is listed)
     STARTUP = 4  # a startup check failed: directory, free space, tool versions, privileges
     UNREACHABLE = 5  # the source server did not accept a connection (within BACKUP_CONNECT_RETRY, or refused it)
@@ -100,6 +100,12 @@ class TargetExistsError(BackupError):
     exit_code = ExitCode.TARGET_EXISTS
 
 
+class UsageError(BackupError):
+    """A command's arguments do not fit: one is missing, or names what the backup set does not hold."""
+
+    exit_code = ExitCode.USAGE
+
+
 class RestoreError(BackupError):
     """Restoring a set failed; the target database was left as it was."""
 
@@ -151,5 +157,6 @@ __all__ = [
     "ThresholdError",
     "ToolError",
     "UnreachableError",
+    "UsageError",
     "VerificationError",
 ]

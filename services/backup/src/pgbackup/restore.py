@@ -25,7 +25,7 @@ from pgbackup.catalog import BackupSet, scan
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
 from pgbackup.db import Connection, connect, database_exists, pin, scalar
-from pgbackup.errors import RestoreError, TargetExistsError, VerificationError
+from pgbackup.errors import RestoreError, TargetExistsError, UsageError, VerificationError
 from pgbackup.files import shared_lock
 from pgbackup.manifest import MANIFEST_NAME, Database, Role, TableCount
 from pgbackup.pgtools import client_env, find_tool, run_tool
@@ -251,27 +251,40 @@ def compare_counts(
     return problems, total
 
 
-def _pick_source(backup_set: BackupSet, source_db: str | None) -> Database:
+def _pick_source(backup_set: BackupSet, source_db: str | None, target_db: str) -> Database:
+    """The database of the set to restore: `source_db`, or the set's only application database (any but
+    postgres) when it is None. UsageError, listing what the set holds, when neither names one."""
     names = [database.name for database in backup_set.manifest.databases]
     if source_db is not None:
         try:
             return backup_set.manifest.database(source_db)
         except KeyError:
-            raise RestoreError(
-                f"unable to restore database {source_db!r}: set {backup_set.id} holds only {', '.join(names)}",
-                "pick one of those with --source-db",
+            raise UsageError(
+                f"unable to restore database {source_db!r}: set {backup_set.id} holds {', '.join(names)}",
+                "name one of those with SOURCE_DB (--source-db)",
             ) from None
-    candidates = [database for database in backup_set.manifest.databases if database.name != "postgres"]
+    candidates = [database.name for database in backup_set.manifest.databases if database.name != "postgres"]
     if len(candidates) == 1:
-        return candidates[0]
-    raise RestoreError(
-        f"unable to choose which database of set {backup_set.id} to restore: it holds {', '.join(names)}",
-        "name one with --source-db",
+        return backup_set.manifest.database(candidates[0])
+    held = (
+        f"{len(candidates)} application databases, {', '.join(candidates)}"
+        if candidates
+        else f"no application database, only {', '.join(names)}"
+    )
+    raise UsageError(
+        f"unable to choose which database of set {backup_set.id} to restore: it holds {held}",
+        f"name one with SOURCE_DB (--source-db), for example: make restore BACKUP={backup_set.id} "
+        f"SOURCE_DB={(candidates or names)[0]} TARGET_DB={target_db}",
     )
 
 
 def check_target_name(name: str) -> None:
-    if not name or len(name.encode()) > 63:
+    if not name:
+        raise UsageError(
+            "unable to restore: no target database given",
+            "name the new database to restore into with TARGET_DB (--target-db)",
+        )
+    if len(name.encode()) > 63:
         raise RestoreError(f"unable to restore into {name!r}: a database name has 1 to 63 bytes")
     if name in _PROTECTED:
         raise RestoreError(f"unable to restore into {name}: template databases are never restore targets")
@@ -291,9 +304,9 @@ def restore_set(
     began = clock.monotonic()
     check_target_name(target_db)
     backup_set = scan(settings.sets_dir).resolve(selector)
+    source = _pick_source(backup_set, source_db, target_db)
     with shared_lock(backup_set.path / MANIFEST_NAME):
         check_set(backup_set, bin_dir=settings.pg_bin_dir, cancel=cancel)
-        source = _pick_source(backup_set, source_db)
         if target_db == settings.target.dbname:
             raise RestoreError(
                 f"unable to restore into {target_db}: it is the maintenance database "

@@ -1,4 +1,9 @@
-"""`restore --set ID|latest --target-db NAME [--source-db NAME] [--force]`: restore into a new database."""
+"""`restore --set ID|latest --target-db NAME [--source-db NAME] [--force]`: restore into a new database.
+
+`make restore BACKUP=... SOURCE_DB=... TARGET_DB=... [FORCE=1]` runs it in the `restore` service, passing an
+empty string for a variable left out: an empty --source-db is no --source-db, an empty --target-db is refused.
+A missing or wrong argument (exit 2, 12 or 13) ends with the form of the make command.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ from pgbackup.cancel import Cancellation
 from pgbackup.catalog import LATEST
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
-from pgbackup.errors import ExitCode
+from pgbackup.errors import ExitCode, SetNotFoundError, TargetExistsError, UsageError
 from pgbackup.restore import restore_set
 from pgbackup.signals import install_handlers, run_in_worker
 
 NAME = "restore"
 HELP = "restore a database of a set into a new database (an existing one only with --force)"
 CONNECTS = True
+MAKE_USAGE = "make restore BACKUP=<id|latest> SOURCE_DB=<db> TARGET_DB=<new-name> [FORCE=1]"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,18 +37,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
     cancel = Cancellation()
     install_handlers(cancel)
-    result = run_in_worker(
-        lambda: restore_set(
-            settings,
-            selector=args.set_id,
-            target_db=args.target_db,
-            source_db=args.source_db,
-            force=args.force,
-            clock=clock,
-            cancel=cancel,
-        ),
-        name="pgbackup-restore",
-    )
+    try:
+        result = run_in_worker(
+            lambda: restore_set(
+                settings,
+                selector=args.set_id,
+                target_db=args.target_db,
+                source_db=args.source_db or None,
+                force=args.force,
+                clock=clock,
+                cancel=cancel,
+            ),
+            name="pgbackup-restore",
+        )
+    except (UsageError, SetNotFoundError, TargetExistsError) as exc:
+        exc.hints = (*exc.hints, f"usage: {MAKE_USAGE}")
+        raise
     print(
         f"restored {result.source_db} of set {result.set_id} into {result.target_db}"
         f"{' (replaced the existing database)' if result.replaced else ''}: {result.tables} tables, "
