@@ -12,12 +12,15 @@ ROLE ?=
 BACKUP ?= latest
 SOURCE_DB ?=
 TARGET_DB ?=
+# reader-role: the admin connection to your own database (a libpq URI or DSN); schemas the reader reads
+ADMIN_URL ?=
+SCHEMAS ?=
 FORCE ?=
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password reader-role bench bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -43,6 +46,10 @@ clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the ques
 
 rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)
+
+# ADMIN_URL may hold a password: make exports it to the command's environment, never to its argv
+reader-role: venv ## create the MCP reader and backup roles on your own database: ADMIN_URL=<libpq URI> [FORCE=1] [SCHEMAS=a,b]
+	$(PY) -m pgmcp reader-role --schemas "$(SCHEMAS)" $(if $(filter 1,$(FORCE)),--force,)
 
 images: ## choose the base images and build the offline stand-ins if no registry answers
 	ops/images.sh

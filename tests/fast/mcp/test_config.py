@@ -65,6 +65,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_SCHEMAS": "shop, reporting",
         "MCP_LOG_LEVEL": "debug",
         "MCP_DEV_ALLOW_PRIVILEGED_ROLE": "false",
+        "MCP_ALLOW_PUBLIC_TEMP": "true",
         "MCP_STARTUP_TIMEOUT": "30s",
     }
     assert {variable.env for variable in VARIABLES} == {name.removesuffix("_FILE") for name in env}
@@ -73,6 +74,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert [key.name for key in settings.api_keys] == ["alice", "bob", "carol"]
     assert settings.allowed_hosts == ("mcp.internal:8443", "localhost")
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
+    assert settings.allow_public_temp is True
     assert settings.allow_explain_analyze is True and settings.pool_max_size == 19
     assert settings.database_target() == "reader@postgres:5433/shopdb"
     assert (settings.statement_timeout_ms, settings.lock_timeout_ms, settings.pool_timeout_ms) == (10_000, 500, 1500)

@@ -1,5 +1,7 @@
 """The one entry point: `python -m pgmcp` (HTTP), `python -m pgmcp --stdio`, `python -m pgmcp healthcheck`,
-`python -m pgmcp settings [--markdown | --compose | --update FILE...]` (the settings and their generated blocks).
+`python -m pgmcp settings [--markdown | --compose | --update FILE...]` (the settings and their generated blocks),
+`python -m pgmcp reader-role [--force] [--schemas A,B]` (create the reader and backup roles on your database:
+`pgmcp.reader_role`).
 
 Exit status (`pgmcp.errors.ExitCode`, the same table as pgbackup's, docs/conventions.md): 0 after a clean
 shutdown, 2 usage, 3 invalid configuration, 4 startup refused (role audit), 5 database unreachable at startup,
@@ -34,9 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve", "healthcheck", "settings", "config-table"],
+        choices=["serve", "healthcheck", "settings", "config-table", "reader-role"],
         help="serve (default), healthcheck (exit 0 iff /healthz answers), settings (every MCP_* setting; "
-        "config-table is its old name for --markdown)",
+        "config-table is its old name for --markdown), reader-role (create the roles on your database; "
+        "`reader-role --help` for its options)",
     )
     parser.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout instead of HTTP")
     shown = parser.add_mutually_exclusive_group()
@@ -111,8 +114,13 @@ async def serve_stdio(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["reader-role"]:
+        from pgmcp import reader_role
+
+        return reader_role.main(arguments[1:], os.environ)
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command == "config-table":
         print("pgmcp: config-table is deprecated: write `python -m pgmcp settings --markdown`", file=sys.stderr)
         args.command, args.markdown = "settings", True

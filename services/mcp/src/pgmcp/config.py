@@ -89,6 +89,7 @@ class Settings:
     schemas: tuple[str, ...] = ()
     log_level: str = "INFO"
     dev_allow_privileged_role: bool = False
+    allow_public_temp: bool = False
     startup_timeout_ms: int = 60_000
 
     def __post_init__(self) -> None:
@@ -549,6 +550,13 @@ VARIABLES: tuple[Variable, ...] = (
         Flag(),
         "development only: start even when the role audit fails (logs a loud warning on every start)",
         compose="never",
+    ),
+    Variable(
+        "MCP_ALLOW_PUBLIC_TEMP",
+        "allow_public_temp",
+        Flag(),
+        "accept a reader that may create temporary tables only through PUBLIC (the PostgreSQL default): the "
+        "audit logs a warning instead of refusing, read-only transactions and the guard still hold",
     ),
     Variable(
         "MCP_STARTUP_TIMEOUT",

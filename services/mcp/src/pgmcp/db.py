@@ -304,6 +304,8 @@ class Database:
         if not self._layers.role:
             return problems
         role_problems = await role_audit.audit_role(conn)
+        if settings.allow_public_temp:
+            role_problems = role_audit.accept_public_temp(role_problems)
         if not role_problems:
             return problems
         described = [f"{problem.message}\n    hint: {problem.hint}" for problem in role_problems]

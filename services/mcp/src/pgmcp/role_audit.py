@@ -24,7 +24,7 @@ from psycopg import sql
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DANGEROUS_MEMBERSHIPS", "RoleProblem", "audit_role"]
+__all__ = ["DANGEROUS_MEMBERSHIPS", "PUBLIC_TEMP", "RoleProblem", "accept_public_temp", "audit_role"]
 
 # Predefined roles a reader must not reach, and why.
 DANGEROUS_MEMBERSHIPS: dict[str, str] = {
@@ -237,6 +237,9 @@ async def audit_role(conn: psycopg.AsyncConnection[Any]) -> list[RoleProblem]:
             explained.setdefault(category, set()).update((item[0], item[1]) for item in found)
     for category, found in findings[me].items():
         own = [item for item in found if (item[0], item[1]) not in explained.get(category, set())]
+        if category == "databases":
+            own, public_temp = await _split_public_temp(conn, own)
+            problems.extend(_public_temp_problem(me, name) for name in public_temp)
         problems.extend(_describe(conn, category, own, f"role {me}", lambda fix: fix, qme))
     for group in groups:
         if group in DANGEROUS_MEMBERSHIPS:
@@ -393,3 +396,53 @@ def _describe(
             fix(own),
         )
     ]
+
+
+# -- TEMP through PUBLIC only (the PostgreSQL default), which MCP_ALLOW_PUBLIC_TEMP accepts -------------------------
+
+PUBLIC_TEMP = "public_temp"
+"""The code of a problem where the role may create temporary tables only because PUBLIC may."""
+
+# Whether the session's role holds TEMP on the database %(name)s (quoted) through a grant other than PUBLIC's.
+_OWN_TEMP_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_database d,
+         pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+    WHERE format('%%I', d.datname) = %(name)s AND a.privilege_type = 'TEMPORARY' AND a.grantee <> 0
+      AND pg_catalog.pg_has_role(current_user, a.grantee, 'MEMBER'))
+"""
+
+
+async def _split_public_temp(
+    conn: psycopg.AsyncConnection[Any], found: list[_Finding]
+) -> tuple[list[_Finding], list[str]]:
+    """The database findings without the TEMP ones granted through PUBLIC alone, and the databases of those."""
+    kept: list[_Finding] = []
+    public_only: list[str] = []
+    for item in found:
+        privilege, name, public = item
+        if privilege == "TEMPORARY" and public and not (await _rows(conn, _OWN_TEMP_SQL, name=name))[0][0]:
+            public_only.append(name)
+        else:
+            kept.append(item)
+    return kept, public_only
+
+
+def _public_temp_problem(me: str, database: str) -> RoleProblem:
+    return RoleProblem(
+        PUBLIC_TEMP,
+        f"role {me} can create temporary tables in database {database} through PUBLIC (the PostgreSQL default)",
+        f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, and GRANT it to the roles that use it "
+        "(`make reader-role` shows that SQL), or accept it with MCP_ALLOW_PUBLIC_TEMP=true",
+    )
+
+
+def accept_public_temp(problems: list[RoleProblem]) -> list[RoleProblem]:
+    """MCP_ALLOW_PUBLIC_TEMP=true: log each PUBLIC-only TEMP problem as a warning; return the others."""
+    for problem in problems:
+        if problem.code == PUBLIC_TEMP:
+            logger.warning(
+                "%s; accepted (MCP_ALLOW_PUBLIC_TEMP=true): read-only transactions and the guard still hold",
+                problem.message,
+            )
+    return [problem for problem in problems if problem.code != PUBLIC_TEMP]
