@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shlex
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -80,7 +81,7 @@ def target(own_pg: NativePostgres, tmp_path: Path) -> Iterator[Target]:
     yield made
     with psycopg.connect(own_pg.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(made.name)))
-        for role in (made.app, made.reader, made.backup):
+        for role in (made.app, made.reader, made.backup):  # mcp_reader and backup_operator are the server's own
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -251,3 +252,30 @@ def test_make_reader_role_without_admin_url_prints_the_command() -> None:
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert f"usage: {reader_role.MAKE_USAGE}" in result.stderr
     assert "ADMIN_URL is not set" in result.stderr
+
+
+README_URL = "postgresql://admin@db.example.com:5432/app?sslmode=verify-full"
+
+
+def test_the_readme_commands_run(target: Target, tmp_path: Path) -> None:
+    """The main README's block, on the fresh database: without a terminal the first line refuses, FORCE=1 runs."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```bash\n# reader-role:", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    assert len(lines) == 2 and all(README_URL in line for line in lines)
+    env = {**os.environ, "SECRETS_DIR": str(target.secrets)}
+    statuses = []
+    for line in lines:
+        command = line.replace(f'"{README_URL}"', shlex.quote(target.admin_url()))
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        statuses.append(result.returncode)
+        assert target.password("mcp_reader_password") not in result.stdout + result.stderr
+    assert statuses == [ExitCode.USAGE, ExitCode.OK]
+    with target.superuser() as conn:
+        rows = conn.execute(
+            "SELECT has_table_privilege('mcp_reader', 'sales.invoices', 'SELECT'), "
+            "has_database_privilege('mcp_reader', current_database(), 'TEMPORARY')"
+        ).fetchone()
+    assert rows == (True, False)

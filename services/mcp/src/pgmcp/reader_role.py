@@ -446,7 +446,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schemas", default="", help="schemas the reader reads, comma-separated (default: all)")
     parser.add_argument("--reader", default="mcp_reader", help="the MCP reader role's name")
     parser.add_argument("--backup", default="backup_operator", help="the backup role's name")
-    parser.add_argument("--secrets-dir", type=Path, default=Path("compose/secrets"), help="where the passwords are")
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        help="where the passwords are (default: $SECRETS_DIR, as for ops/secrets.sh, else compose/secrets)",
+    )
     return parser
 
 
@@ -516,11 +520,12 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         raise ReaderRoleError(
             f"unable to read the settings: {str(exc).splitlines()[0]}", f"usage: {MAKE_USAGE}", ExitCode.USAGE
         ) from None
+    secrets_dir = args.secrets_dir or Path(environ.get("SECRETS_DIR") or "compose/secrets")
     roles = Roles(
         args.reader,
         args.backup,
-        _password(args.secrets_dir / "mcp_reader_password"),
-        _password(args.secrets_dir / "backup_password"),
+        _password(secrets_dir / "mcp_reader_password"),
+        _password(secrets_dir / "backup_password"),
     )
     schemas = [name.strip() for name in args.schemas.split(",") if name.strip()]
     try:
