@@ -25,7 +25,10 @@ from psycopg import sql
 from devtools.native_pg import BIN_DIR, NativePostgres
 from devtools.paths import REPO
 from pgmcp import reader_role, role_audit
-from pgmcp.errors import ExitCode
+from pgmcp.config import Settings
+from pgmcp.db import Database
+from pgmcp.errors import ExitCode, StartupRefused
+from pgmcp.layers import ALL_LAYERS
 from tests.fixtures.pg import native_pg_fixture
 
 own_pg = native_pg_fixture(scope="module", demo_orders=10, doc="A server whose roles and ACLs these tests change.")
@@ -279,3 +282,36 @@ def test_the_readme_commands_run(target: Target, tmp_path: Path) -> None:
             "has_database_privilege('mcp_reader', current_database(), 'TEMPORARY')"
         ).fetchone()
     assert rows == (True, False)
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["MCP_ALLOW_PUBLIC_TEMP=true", "default"])
+def test_the_server_starts_on_public_temp_only_when_allowed(
+    target: Target, no_terminal: None, caplog: pytest.LogCaptureFixture, allowed: bool
+) -> None:
+    assert target.run("--force", environ={"MCP_ALLOW_PUBLIC_TEMP": "true"}) == ExitCode.OK
+    caplog.clear()  # the command's own audit warned once already
+    settings = Settings(
+        database_host=target.server.host,
+        database_port=target.server.port,
+        database_name=target.name,
+        database_user=target.reader,
+        database_password=target.password("mcp_reader_password"),
+        pool_min_size=1,
+        pool_max_size=2,
+        startup_timeout_ms=5000,
+        allow_public_temp=allowed,
+    )
+
+    async def start() -> None:
+        database = Database(settings, ALL_LAYERS)
+        await database.open()
+        await database.close()
+
+    with caplog.at_level(logging.WARNING, logger="pgmcp"):
+        if allowed:
+            anyio.run(start)
+        else:
+            with pytest.raises(StartupRefused, match="through PUBLIC"):
+                anyio.run(start)
+    accepted = [record for record in caplog.records if "accepted (MCP_ALLOW_PUBLIC_TEMP=true)" in record.getMessage()]
+    assert len(accepted) == (1 if allowed else 0)
