@@ -125,13 +125,15 @@ def test_the_drill_is_stricter_in_the_stack(services: dict[str, Any]) -> None:
 def test_every_mcp_setting_is_passed_fixed_or_kept_out(services: dict[str, Any]) -> None:
     """Each `pass` setting comes from compose/.env with the server's own default, and those defaults, as Compose
     hands them over when nothing is set, parse to exactly the server's defaults; MCP_DEV_ALLOW_PRIVILEGED_ROLE
-    (`never`) is not passed at all: the stack never starts on a privileged role."""
+    and MCP_DATABASE_URL (`never`) are not passed at all: the stack never starts on a privileged role, and the
+    bundled stack's server reads the split settings, so compose/.env cannot point it elsewhere."""
     environment = services["mcp"]["environment"]
+    assert "MCP_DATABASE_URL" in {variable.env for variable in VARIABLES if variable.compose == "never"}
     unset: dict[str, str] = {}
     for variable in VARIABLES:
         reference = str(environment.get(variable.env, ""))
         if variable.compose == "never":
-            assert variable.env not in environment
+            assert variable.env not in environment and f"{variable.env}_FILE" not in environment, variable.env
         elif variable.compose == "stack":
             assert "${" not in reference, f"{variable.env} is fixed by the stack"
         else:

@@ -19,6 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import unquote
+
+import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgmcp.errors import ConfigError
 from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
@@ -63,6 +68,7 @@ class Settings:
     """The validated configuration, passed explicitly to everything that needs it (no globals).
     Durations are whole milliseconds (`*_ms`), sizes bytes."""
 
+    database_url: str = field(default="", repr=False)
     database_host: str = "127.0.0.1"
     database_port: int = 5432
     database_name: str = "app"
@@ -103,7 +109,10 @@ class Settings:
         Deprecated names are logged as warnings (logger `pgmcp.config`) with the line to write instead."""
         values: dict[str, Any] = {}
         problems = unknown_variables(environ)
+        url_name = _url_name(environ)
         for spec in VARIABLES:
+            if spec.connection and url_name is not None:
+                continue  # the URL is the whole connection; a split setting beside it is refused below
             try:
                 found = _read_raw(spec, environ)
             except ValueError as exc:
@@ -125,7 +134,11 @@ class Settings:
                     spec.env,
                     spec.kind.show(values[spec.field]),
                 )
-        if "database_password" not in values and not any(item.startswith("MCP_DATABASE_PASSWORD") for item in problems):
+        if url_name is not None:
+            problems.extend(_url_rules(environ, url_name, "database_password" in values))
+        elif "database_password" not in values and not any(
+            item.startswith("MCP_DATABASE_PASSWORD") for item in problems
+        ):
             problems.append(
                 "MCP_DATABASE_PASSWORD_FILE (or MCP_DATABASE_PASSWORD) is not set\n"
                 "hint: point it at the file holding the reader role's password, "
@@ -137,7 +150,14 @@ class Settings:
         return cls(**values)
 
     def database_conninfo(self) -> dict[str, Any]:
-        """Keyword arguments for psycopg's connect(); the password is among them, so never log this."""
+        """Keyword arguments for psycopg's connect(); the password is among them, so never log this.
+        With MCP_DATABASE_URL: its keywords, then the server's own (connect_timeout, application_name), which win."""
+        timeout = max(1, round(self.database_connect_timeout_ms / 1000))
+        if self.database_url:
+            keywords: dict[str, Any] = url_keywords(self.database_url)
+            if self.database_password:
+                keywords["password"] = self.database_password
+            return {**keywords, "connect_timeout": timeout, "application_name": "pgmcp"}
         return {
             "host": self.database_host,
             "port": self.database_port,
@@ -145,13 +165,32 @@ class Settings:
             "user": self.database_user,
             "password": self.database_password,
             "sslmode": self.database_sslmode,
-            "connect_timeout": max(1, round(self.database_connect_timeout_ms / 1000)),
+            "connect_timeout": timeout,
             "application_name": "pgmcp",
         }
 
+    @property
+    def role(self) -> str:
+        """The login role: the URL's user, or MCP_DATABASE_USER."""
+        return str(url_keywords(self.database_url)["user"]) if self.database_url else self.database_user
+
+    @property
+    def dbname(self) -> str:
+        """The database the tools read: the URL's, or MCP_DATABASE_NAME."""
+        return str(url_keywords(self.database_url)["dbname"]) if self.database_url else self.database_name
+
     def database_target(self) -> str:
-        """Where the server connects, for messages and logs: `user@host:port/dbname`, no secret."""
-        return f"{self.database_user}@{self.database_host}:{self.database_port}/{self.database_name}"
+        """Where the server connects, for messages and logs: `user@host:port/dbname` (each host of a host list),
+        no secret."""
+        if not self.database_url:
+            return f"{self.database_user}@{self.database_host}:{self.database_port}/{self.database_name}"
+        keywords = url_keywords(self.database_url)
+        hosts = str(keywords.get("host") or keywords.get("hostaddr") or "the default socket").split(",")
+        ports = str(keywords.get("port") or "5432").split(",")
+        shown = ",".join(
+            f"{host}:{ports[index] if len(ports) == len(hosts) else ports[0]}" for index, host in enumerate(hosts)
+        )
+        return f"{keywords['user']}@{shown}/{keywords['dbname']}"
 
 
 # -- kinds: how a value is parsed, checked, shown and documented -------------------------------------------
@@ -399,6 +438,7 @@ class Variable:
     file_variant: bool = False
     default_doc: str | None = None
     old_env: str | None = None
+    connection: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -410,22 +450,49 @@ class Variable:
 _PORT = Whole(1, 65535)
 
 
-def _fixed_by_stack(env: str, field: str, allowed: str, meaning: str) -> Variable:
+def _fixed_by_stack(env: str, field: str, allowed: str, meaning: str, *, connection: bool = False) -> Variable:
     """A required text setting that the Compose stack sets itself (where the database is, where to listen)."""
-    return Variable(env, field, Text(_text, allowed, required=True), meaning, compose="stack")
+    return Variable(env, field, Text(_text, allowed, required=True), meaning, compose="stack", connection=connection)
 
 
 _POOL_SIZE_LIMIT = READER_CONNECTION_LIMIT - 1
+URL = "MCP_DATABASE_URL"
+PASSWORD = "MCP_DATABASE_PASSWORD"
+CONNECT_TIMEOUT = "MCP_DATABASE_CONNECT_TIMEOUT"
+EXAMPLE_URL = "postgresql://mcp_reader@db.example.com:5432/app?sslmode=verify-full&sslrootcert=/run/secrets/db_ca.crt"
 
 VARIABLES: tuple[Variable, ...] = (
-    _fixed_by_stack("MCP_DATABASE_HOST", "database_host", "a host name or address", "PostgreSQL host name or address"),
-    Variable("MCP_DATABASE_PORT", "database_port", _PORT, "PostgreSQL port", compose="stack"),
-    _fixed_by_stack("MCP_DATABASE_NAME", "database_name", "a database name", "database the tools read"),
+    Variable(
+        URL,
+        "database_url",
+        Text(_secret, "a libpq URI or key=value string"),
+        f"the whole connection to your own PostgreSQL, instead of the split MCP_DATABASE_* settings: `{EXAMPLE_URL}` "
+        "(host lists, sslmode, sslrootcert as a file or `system`, sslcert/sslkey as secret files, "
+        "target_session_attrs, load_balance_hosts, ...); it must name the user and the database; its password, if "
+        "any, only if MCP_DATABASE_PASSWORD is unset; not connect_timeout (MCP_DATABASE_CONNECT_TIMEOUT) nor "
+        "options (the server fixes its session settings). Prefer `MCP_DATABASE_URL_FILE`",
+        compose="never",
+        secret=True,
+        file_variant=True,
+        default_doc="(none: the split settings)",
+    ),
+    _fixed_by_stack(
+        "MCP_DATABASE_HOST",
+        "database_host",
+        "a host name or address",
+        "PostgreSQL host name or address",
+        connection=True,
+    ),
+    Variable("MCP_DATABASE_PORT", "database_port", _PORT, "PostgreSQL port", compose="stack", connection=True),
+    _fixed_by_stack(
+        "MCP_DATABASE_NAME", "database_name", "a database name", "database the tools read", connection=True
+    ),
     _fixed_by_stack(
         "MCP_DATABASE_USER",
         "database_user",
         "a role name",
         "login role; must be read-only (audited at startup: no superuser, no write grants, no CREATE/TEMP)",
+        connection=True,
     ),
     Variable(
         "MCP_DATABASE_PASSWORD",
@@ -437,7 +504,13 @@ VARIABLES: tuple[Variable, ...] = (
         file_variant=True,
         default_doc="(required)",
     ),
-    Variable("MCP_DATABASE_SSLMODE", "database_sslmode", OneOf(SSL_MODES), "libpq `sslmode` for the connection"),
+    Variable(
+        "MCP_DATABASE_SSLMODE",
+        "database_sslmode",
+        OneOf(SSL_MODES),
+        "libpq `sslmode` for the connection",
+        connection=True,
+    ),
     Variable(
         "MCP_DATABASE_CONNECT_TIMEOUT",
         "database_connect_timeout_ms",
@@ -621,6 +694,161 @@ def _read_raw(spec: Variable, environ: Mapping[str, str]) -> tuple[str, str] | N
     return spec.env, content.removesuffix("\n").removesuffix("\r")
 
 
+# -- MCP_DATABASE_URL: the rules pgbackup applies to BACKUP_DATABASE_URL (docs/conventions.md) ------------------
+
+# What libpq shows as "*" (a password field): redacted from every message.
+SECRET_KEYWORDS = frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults() if option.dispchar == b"*")
+_FIXED_KEYWORDS = {
+    "connect_timeout": f"{CONNECT_TIMEOUT} sets it for every connection",
+    "options": "the server fixes its session settings (read-only, timeouts, role) itself, and options could "
+    "change them",
+}
+_PROBE_HOST = "/nonexistent-pgmcp-probe"
+_PROBE_REACHED = f'connection to server on socket "{_PROBE_HOST}/.s.PGSQL.'
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<user>[^:@/]*):(?P<password>[^@/]*)@")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<netloc>[^/]*)(?P<path>/[^?]*)?")
+
+
+def _given_name(environ: Mapping[str, str], name: str) -> str:
+    """`name`, or `name_FILE` when that is the one set: the variable a message names."""
+    return name if environ.get(name, "").strip() or not environ.get(f"{name}_FILE", "").strip() else f"{name}_FILE"
+
+
+def _url_name(environ: Mapping[str, str]) -> str | None:
+    """MCP_DATABASE_URL or MCP_DATABASE_URL_FILE, whichever is set (non-empty); None without a URL."""
+    if environ.get(URL, "").strip() or environ.get(f"{URL}_FILE", "").strip():
+        return _given_name(environ, URL)
+    return None
+
+
+def _url_rules(environ: Mapping[str, str], url_name: str, password_set: bool) -> list[str]:
+    """The rules between the URL and the other settings: no split connection setting beside it (an empty one
+    counts as unset), a password in one place only."""
+    problems = []
+    conflicting = [spec.env for spec in VARIABLES if spec.connection and environ.get(spec.env, "").strip()]
+    if conflicting:
+        listed = ", ".join(conflicting)
+        problems.append(
+            f"both {url_name} and {listed} are set (but are exclusive)\n"
+            f"hint: the URL is the whole connection: put those values into it (e.g. {EXAMPLE_URL}) "
+            f"and unset {listed}, or unset {url_name}"
+        )
+    url = environ.get(URL) or ""
+    if not url and environ.get(f"{URL}_FILE"):
+        try:
+            url = Path(environ[f"{URL}_FILE"]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return problems  # reported by the setting itself
+    try:
+        in_url = "password" in conninfo_to_dict(url.strip())
+    except psycopg.ProgrammingError:
+        return problems  # reported by _check_url
+    if in_url and password_set:
+        problems.append(
+            f"both a password in {url_name} and {_given_name(environ, PASSWORD)} are set (but are exclusive)\n"
+            f"hint: remove the password from the URL and keep it in {PASSWORD}_FILE"
+        )
+    return problems
+
+
+def url_keywords(url: str) -> dict[str, Any]:
+    """The libpq keywords of a URL that `_check_url` accepted, without the empty ones."""
+    return {key: value for key, value in conninfo_to_dict(url.strip()).items() if value not in (None, "")}
+
+
+def _check_url(url: str) -> list[str]:
+    """The URL's own problems, without connecting: libpq's parse error (no secret echoed), an unencoded @ or /
+    in the user information, no user, no database, a keyword the server sets itself, or a value libpq refuses."""
+    text = url.strip()
+    try:
+        keywords = url_keywords(text)
+    except psycopg.ProgrammingError as exc:
+        return [
+            f"{URL}=<redacted> is invalid: {redact(text, str(exc).strip())}\n"
+            f"hint: write a libpq URI ({EXAMPLE_URL}) or key=value pairs (host=... user=... dbname=...)"
+        ]
+    uri = _URI.match(text)
+    if uri is not None and (uri.group("netloc").count("@") > 1 or "@" in (uri.group("path") or "")):
+        return [
+            f"{URL}=<redacted> is invalid: an @ or / in its user or password is not percent-encoded, so libpq "
+            "reads part of the password as the host, port or database\n"
+            "hint: percent-encode them in the URL: @ as %40, / as %2F, : as %3A"
+        ]
+    problems = []
+    for keyword, setting in (("user", "MCP_DATABASE_USER"), ("dbname", "MCP_DATABASE_NAME")):
+        if keyword not in keywords:
+            what = "user" if keyword == "user" else "database"
+            problems.append(
+                f"{URL} names no {what} ({setting} does not apply with a URL)\n"
+                f"hint: put the {'role' if keyword == 'user' else 'database'} in the URL: {EXAMPLE_URL}"
+            )
+    if "connect_timeout" in keywords:
+        seconds_text = keywords["connect_timeout"]
+        problems.append(
+            f"{URL} sets connect_timeout={seconds_text}, which {CONNECT_TIMEOUT} sets for every connection\n"
+            f"hint: remove connect_timeout from the URL and set {CONNECT_TIMEOUT}={seconds_text}s"
+        )
+    if "options" in keywords:
+        problems.append(
+            f"{URL} sets options, but {_FIXED_KEYWORDS['options']}\n"
+            "hint: remove options from the URL; a session default the database needs goes on the role "
+            "(ALTER ROLE ... SET ...), which the startup audit then checks"
+        )
+    if keywords.get("target_session_attrs") == "read-write":
+        problems.append(
+            f"{URL} sets target_session_attrs=read-write, which no session of the read-only reader role "
+            "satisfies (its default_transaction_read_only is on, so libpq finds every server read-only)\n"
+            "hint: write target_session_attrs=primary to reach the primary (or standby, prefer-standby, any)"
+        )
+    if problems:
+        return problems
+    reason = check_keywords({key: str(value) for key, value in keywords.items() if key != "password"})
+    if reason is not None:
+        return [
+            f"{URL}=<redacted> is invalid: {redact(text, reason)}\n"
+            "hint: fix that parameter of the URL (libpq's connection parameters and their values)"
+        ]
+    return []
+
+
+def check_keywords(keywords: dict[str, str]) -> str | None:
+    """libpq's own verdict on the keywords' values, without connecting: None when it accepts them, else its
+    message. Every host is replaced by a socket directory that does not exist, so nothing is resolved or
+    contacted; libpq validates every option before its first connection attempt."""
+    probe = {key: value for key, value in keywords.items() if key not in ("host", "hostaddr")}
+    hosts = (keywords.get("host") or keywords.get("hostaddr") or "").split(",")
+    probe["host"] = ",".join(_PROBE_HOST for _ in hosts)
+    conn = pq.PGconn.connect_start(make_conninfo(**probe).encode())
+    try:
+        message = conn.get_error_message().strip()
+    finally:
+        conn.finish()
+    if not message:
+        return None
+    for attempt in message.split(_PROBE_REACHED)[1:]:
+        reason = attempt.partition(" failed: ")[2]
+        if not reason.startswith("No such file or directory"):
+            return reason.splitlines()[0]
+    return None if message.startswith(_PROBE_REACHED) else message.splitlines()[0]
+
+
+def redact(text: str, message: str) -> str:
+    """libpq's `message` about the connection string `text`, with every secret of `text` (the URI's password,
+    `password=`, `sslpassword=`, ... in key/value or query form) replaced by <redacted>."""
+    secrets: set[str] = set()
+    userinfo = _USERINFO.match(text)
+    if userinfo:
+        secrets.add(userinfo.group("password"))
+    for keyword in SECRET_KEYWORDS:
+        quoted = r"'(?P<q>(?:[^'\\]|\\.)*)'?"
+        for match in re.finditer(rf"(?:^|[\s?&]){keyword}\s*=\s*(?:{quoted}|(?P<bare>[^\s&]*))", text):
+            secrets.add(match.group("q") if match.group("q") is not None else match.group("bare"))
+    for secret in sorted((item for item in secrets if item), key=len, reverse=True):
+        for form in {secret, unquote(secret)}:
+            message = message.replace(form, "<redacted>")
+    return message
+
+
 def _check_values(values: Mapping[str, Any]) -> list[str]:
     """Each value against its kind (parsers already did that for env values), then the cross-field rules."""
     problems: list[str] = []
@@ -630,6 +858,8 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
             problems.append(f"{spec.env}={spec.kind.show(values[spec.field])!r} is invalid: {problem}")
     if problems:
         return problems  # cross-field rules compare values that are known to be in range
+    if values["database_url"]:
+        problems.extend(_check_url(values["database_url"]))
     duration = show_milliseconds
     if values["pool_min_size"] > values["pool_max_size"]:
         problems.append(
@@ -657,6 +887,7 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
 
 __all__ = [
     "CLIENT_VARIABLES",
+    "URL",
     "VARIABLES",
     "ApiKey",
     "Flag",

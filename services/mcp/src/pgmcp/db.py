@@ -298,7 +298,7 @@ class Database:
         if limit >= 0 and settings.pool_max_size >= limit:
             problems.append(
                 f"MCP_POOL_MAX_SIZE={settings.pool_max_size} is not below the CONNECTION LIMIT {limit} of role "
-                f"{settings.database_user!r}\nhint: lower MCP_POOL_MAX_SIZE to at most {max(1, limit - 1)}, "
+                f"{settings.role!r}\nhint: lower MCP_POOL_MAX_SIZE to at most {max(1, limit - 1)}, "
                 "so a diagnosis connection and an operator's psql still fit"
             )
         if not self._layers.role:
@@ -316,14 +316,14 @@ class Database:
                 "the audit. Never use this in production: a model could change or read everything this role "
                 "can.\n%s\n%s",
                 banner,
-                settings.database_user,
+                settings.role,
                 "\n".join(f"  - {line}" for line in described),
                 banner,
             )
             return problems
         return problems + [
             *described,
-            f"role {settings.database_user!r} is more privileged than a read-only role must be; fix the role "
+            f"role {settings.role!r} is more privileged than a read-only role must be; fix the role "
             "(see compose/initdb/10-roles.sh for the intended grants) or, on a development machine only, set "
             "MCP_DEV_ALLOW_PRIVILEGED_ROLE=true",
         ]

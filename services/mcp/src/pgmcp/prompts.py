@@ -24,7 +24,7 @@ def register(mcp: MCPServer, service: Service) -> None:
     ) -> str:
         goal = f"Answer this question: {question}" if question.strip() else "Summarise what the database contains."
         return (
-            f"You are exploring the PostgreSQL database `{settings.database_name}` through read-only tools. {goal}\n"
+            f"You are exploring the PostgreSQL database `{settings.dbname}` through read-only tools. {goal}\n"
             "Work in this order:\n"
             "1. list_schemas, then list_tables for the schemas that look relevant (comments explain intent).\n"
             "2. search_schema when you know a concept (e.g. 'email', 'price') but not where it is stored.\n"

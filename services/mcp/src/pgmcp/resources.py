@@ -100,7 +100,7 @@ def _overview_markdown(service: Service, rows: list[dict[str, Any]]) -> str:
     server = service.database.server
     version = server.version if server is not None else "unknown"
     lines = [
-        f"# Database `{service.settings.database_name}` (PostgreSQL {version})",
+        f"# Database `{service.settings.dbname}` (PostgreSQL {version})",
         "",
         "Read-only access. Tools: list_schemas, list_tables, describe_table, search_schema, query, explain. "
         f"Results are capped at {service.settings.max_rows} rows; statements time out after "
