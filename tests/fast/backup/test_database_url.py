@@ -247,8 +247,9 @@ def test_the_rule_covers_a_split_setting_declared_later(
     monkeypatch.setattr(config, "SPECS", (*SPECS, attrs))
     monkeypatch.setattr(config, "SPEC_NAMES", config.SPEC_NAMES | {attrs.name})
     env = url_env(pg, tmp_path / "backups", server_url(pg), BACKUP_PGHOST="db", BACKUP_PGTARGETSESSIONATTRS="any")
-    assert "  - both BACKUP_DATABASE_URL and BACKUP_PGHOST, BACKUP_PGTARGETSESSIONATTRS are set (but are exclusive)\n" in (
-        config_error(env, capsys)
+    assert (
+        "  - both BACKUP_DATABASE_URL and BACKUP_PGHOST, BACKUP_PGTARGETSESSIONATTRS are set (but are exclusive)\n"
+        in (config_error(env, capsys))
     )
     split = Settings.from_env({"BACKUP_PGTARGETSESSIONATTRS": "read-write"}).target
     assert split.get("target_session_attrs") == "read-write"
@@ -266,7 +267,9 @@ def test_the_tls_settings_are_split_connection_settings(
     assert f"sslmode=verify-full sslrootcert={ca}" in target.conninfo("app")
     assert target.setting("sslmode", "prefer") == "BACKUP_PGSSLMODE=prefer"
     env = url_env(pg, tmp_path / "backups", server_url(pg), BACKUP_PGSSLMODE="require")
-    assert "  - both BACKUP_DATABASE_URL and BACKUP_PGSSLMODE are set (but are exclusive)\n" in config_error(env, capsys)
+    assert "  - both BACKUP_DATABASE_URL and BACKUP_PGSSLMODE are set (but are exclusive)\n" in config_error(
+        env, capsys
+    )
 
 
 @pytest.mark.parametrize(

@@ -90,9 +90,7 @@ def test_secrets_include_a_ca_and_a_server_certificate_for_the_postgres_service(
     certificate for 1 year, for TLS servers only, for the names clients use (postgres inside the stack, localhost
     and 127.0.0.1 on the host), verifying against the CA; a key that matches the certificate."""
     secrets_dir = tmp_path / "secrets"
-    subprocess.run(
-        [str(REPO / "ops" / "secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets_dir)}, check=True
-    )
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets_dir)}, check=True)
     ca = x509.load_pem_x509_certificate((secrets_dir / "ca.crt").read_bytes())
     server = x509.load_pem_x509_certificate((secrets_dir / "server.crt").read_bytes())
     server_key = serialization.load_pem_private_key((secrets_dir / "server.key").read_bytes(), None)

@@ -636,7 +636,7 @@ def _check_rootcert(target: Target, problems: list[str]) -> None:
     except OSError as exc:
         problems.append(
             f"BACKUP_PGSSLROOTCERT={path!r} is invalid: unable to read the CA file: {exc.strerror}\n"
-            "hint: mount the CA certificate there (the stack's is compose/secrets/ca.crt, as /run/secrets/tls_ca_cert), "
+            "hint: mount the CA certificate there (the stack's: compose/secrets/ca.crt as /run/secrets/tls_ca_cert), "
             "or use `system` for the OS's trusted roots"
         )
 

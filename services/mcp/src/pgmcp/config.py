@@ -318,7 +318,7 @@ def _rootcert(raw: str) -> str:
     except OSError as exc:
         raise ValueError(
             f"unable to read the CA file: {exc.strerror or exc}\n"
-            "hint: mount the CA certificate there (the stack's is compose/secrets/ca.crt, as /run/secrets/tls_ca_cert), "
+            "hint: mount the CA certificate there (the stack's: compose/secrets/ca.crt as /run/secrets/tls_ca_cert), "
             "or write `system` for the OS's trusted roots"
         ) from None
     return value
