@@ -13,11 +13,12 @@ BACKUP ?= latest
 SOURCE_DB ?=
 TARGET_DB ?=
 FORCE ?=
+CA ?=
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password rotate-tls bench bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -43,6 +44,9 @@ clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the ques
 
 rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)
+
+rotate-tls: ## give postgres a new TLS certificate from the stack's CA, no downtime (CA=1: a new CA too)
+	ops/rotate-tls.sh $(if $(filter 1,$(CA)),--ca,)
 
 images: ## choose the base images and build the offline stand-ins if no registry answers
 	ops/images.sh
