@@ -16,11 +16,12 @@ TARGET_DB ?=
 ADMIN_URL ?=
 SCHEMAS ?=
 FORCE ?=
+CA ?=
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password reader-role bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password reader-role rotate-tls bench bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -50,6 +51,9 @@ rotate-password: ## give ROLE=<role> (required) a new random password and recrea
 # ADMIN_URL may hold a password: make exports it to the command's environment, never to its argv
 reader-role: venv ## create the MCP reader and backup roles on your own database: ADMIN_URL=<libpq URI> [FORCE=1] [SCHEMAS=a,b]
 	$(PY) -m pgmcp reader-role --schemas "$(SCHEMAS)" $(if $(filter 1,$(FORCE)),--force,)
+
+rotate-tls: ## give postgres a new TLS certificate from the stack's CA, no downtime (CA=1: a new CA too)
+	ops/rotate-tls.sh $(if $(filter 1,$(CA)),--ca,)
 
 images: ## choose the base images and build the offline stand-ins if no registry answers
 	ops/images.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Open psql inside the postgres container as one of the stack's roles, over TCP with the role's password
-# (read from the secret inside the container: it never appears on a command line or in the host's env).
+# (read from the secret inside the container: it never appears on a command line or in the host's env),
+# over TLS verified against the stack's CA, as every client of the stack connects.
 # usage: ops/psql.sh [postgres|app_owner|mcp_reader|backup_operator] [psql-args...]
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
@@ -21,7 +22,7 @@ psql_main() {
 	[[ -t 0 && -t 1 ]] || tty=(-T)
 	# shellcheck disable=SC2016 # expanded inside the container, on purpose
 	exec "$OPS_ROOT/ops/compose.sh" exec "${tty[@]}" postgres bash -c \
-		'PGPASSWORD="$(cat "/run/secrets/$1")" exec psql --no-psqlrc -h 127.0.0.1 -U "$2" -d app "${@:3}"' \
+		'PGPASSWORD="$(cat "/run/secrets/$1")" PGSSLMODE=verify-full PGSSLROOTCERT=/run/secrets/tls_ca_cert exec psql --no-psqlrc -h 127.0.0.1 -U "$2" -d app "${@:3}"' \
 		psql "$secret" "$role" "$@"
 }
 

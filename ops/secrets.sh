@@ -5,6 +5,11 @@
 #   postgres_password     superuser          app_owner_password   application schema owner
 #   mcp_reader_password   MCP server's role  backup_password      backup operator
 #   mcp_api_keys          `name:key` lines the MCP server accepts as bearer tokens
+# and the TLS files of the postgres service (openssl; EC P-256, SHA-256):
+#   ca.crt, ca.key        the stack's own CA (10 years): clients verify the server with ca.crt (sslmode=verify-full);
+#                         ca.key never leaves this directory (it signs the next server certificate)
+#   server.crt, server.key  PostgreSQL's certificate (1 year) for postgres, localhost and 127.0.0.1, and its key
+# Every file is made once; `make rotate-tls` (ops/rotate-tls.sh) issues the next server certificate.
 # usage: ops/secrets.sh
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
@@ -32,6 +37,117 @@ secrets_write() {
 	ops_note "generated $path"
 }
 
+# What ops/rotate-tls.sh shares. The names the server certificate is valid for: the Compose service name
+# (mcp and backup connect to it), and the host side of the published port.
+TLS_SERVER_NAMES="DNS:postgres,DNS:localhost,IP:127.0.0.1"
+TLS_CA_DAYS=3650
+TLS_SERVER_DAYS=365
+TLS_FILES=(ca.crt ca.key server.crt server.key)
+
+# usage: tls_require_openssl
+tls_require_openssl() {
+	command -v openssl >/dev/null 2>&1 ||
+		ops_install_packages "install OpenSSL (the openssl command), then run this again" openssl
+}
+
+# usage: tls_config PATH
+# The openssl configuration both commands read: no prompt, and the extensions of each certificate.
+tls_config() {
+	cat >"$1" <<-EOF
+		[req]
+		distinguished_name = dn
+		prompt = no
+		[dn]
+		CN = unused
+		[ca]
+		basicConstraints = critical, CA:TRUE, pathlen:0
+		keyUsage = critical, keyCertSign, cRLSign
+		subjectKeyIdentifier = hash
+		[server]
+		basicConstraints = critical, CA:FALSE
+		keyUsage = critical, digitalSignature
+		extendedKeyUsage = serverAuth
+		subjectAltName = ${TLS_SERVER_NAMES//,/, }
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid:always
+	EOF
+}
+
+# usage: tls_new_ca DIR
+# A new CA in DIR/ca.crt and DIR/ca.key.
+tls_new_ca() {
+	local dir="$1"
+	tls_config "$dir/openssl.cnf"
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days "$TLS_CA_DAYS" \
+		-config "$dir/openssl.cnf" -extensions ca -subj "/CN=pgstack CA $(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+		-keyout "$dir/ca.key" -out "$dir/ca.crt" 2>"$dir/openssl.log" ||
+		ops_die "unable to create the CA: $(cat "$dir/openssl.log")"
+}
+
+# usage: tls_new_server DIR CA-CRT CA-KEY
+# A new server key and certificate, signed by the CA, in DIR/server.key and DIR/server.crt; checked
+# against the CA and the key before anything uses them.
+tls_new_server() {
+	local dir="$1" ca_crt="$2" ca_key="$3"
+	tls_config "$dir/openssl.cnf"
+	{
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -config "$dir/openssl.cnf" \
+			-subj /CN=postgres -keyout "$dir/server.key" -out "$dir/server.csr" &&
+			openssl x509 -req -in "$dir/server.csr" -CA "$ca_crt" -CAkey "$ca_key" -sha256 \
+				-set_serial "0x$(openssl rand -hex 16)" -days "$TLS_SERVER_DAYS" \
+				-extfile "$dir/openssl.cnf" -extensions server -out "$dir/server.crt" &&
+			openssl verify -CAfile "$ca_crt" -purpose sslserver "$dir/server.crt" >/dev/null &&
+			[[ "$(openssl x509 -in "$dir/server.crt" -noout -pubkey)" == "$(openssl pkey -in "$dir/server.key" -pubout)" ]]
+	} 2>"$dir/openssl.log" || ops_die "unable to issue the server certificate: $(cat "$dir/openssl.log")" \
+		"hint: check $ca_crt and $ca_key (a pair made by ops/secrets.sh)"
+	rm -f "$dir/server.csr"
+}
+
+# usage: tls_scratch  -> a new private directory in SECRETS_DIR (removed by the caller)
+# In the secrets directory, so that the keys never touch another file system.
+tls_scratch() {
+	(
+		umask 077
+		mktemp -d "$SECRETS_DIR/.tls.XXXXXX"
+	)
+}
+
+# usage: secrets_tls
+# The CA and the server certificate, each pair made once: an existing CA issues a missing server
+# certificate; a CA without its key cannot, and stops with what to do.
+secrets_tls() {
+	local missing=0 name
+	for name in "${TLS_FILES[@]}"; do
+		[[ -s "$SECRETS_DIR/$name" ]] || missing=1
+	done
+	((missing)) || return 0
+	tls_require_openssl
+	local scratch
+	scratch="$(tls_scratch)"
+	# shellcheck disable=SC2064 # expand now: the trap must remove this directory
+	trap "rm -rf '$scratch'" EXIT
+	if [[ ! -s "$SECRETS_DIR/ca.crt" && ! -s "$SECRETS_DIR/ca.key" ]]; then
+		tls_new_ca "$scratch"
+		mv "$scratch/ca.key" "$SECRETS_DIR/ca.key"
+		mv "$scratch/ca.crt" "$SECRETS_DIR/ca.crt"
+		ops_note "generated $SECRETS_DIR/ca.crt and ca.key (the stack's CA, valid $TLS_CA_DAYS days)"
+	elif [[ ! -s "$SECRETS_DIR/ca.crt" || ! -s "$SECRETS_DIR/ca.key" ]]; then
+		ops_die "$SECRETS_DIR holds only one of ca.crt and ca.key" \
+			"hint: put the missing one back, or remove ca.crt, ca.key, server.crt and server.key for a new CA (clients must then trust the new ca.crt)"
+	fi
+	if [[ ! -s "$SECRETS_DIR/server.crt" || ! -s "$SECRETS_DIR/server.key" ]]; then
+		[[ ! -s "$SECRETS_DIR/server.crt" && ! -s "$SECRETS_DIR/server.key" ]] ||
+			ops_die "$SECRETS_DIR holds only one of server.crt and server.key" \
+				"hint: remove the other one: ops/secrets.sh then issues a new pair from the CA"
+		tls_new_server "$scratch" "$SECRETS_DIR/ca.crt" "$SECRETS_DIR/ca.key"
+		mv "$scratch/server.key" "$SECRETS_DIR/server.key"
+		mv "$scratch/server.crt" "$SECRETS_DIR/server.crt"
+		ops_note "generated $SECRETS_DIR/server.crt and server.key (for $TLS_SERVER_NAMES, valid $TLS_SERVER_DAYS days)"
+	fi
+	rm -rf "$scratch"
+	trap - EXIT
+}
+
 # usage: secrets_fix_owner
 # 0600 and owned by the services' uid. Without root we cannot chown: the files stay ours and are made
 # readable (the directory itself stays 0700), with a warning.
@@ -42,6 +158,10 @@ secrets_fix_owner() {
 		if ops_is_root; then
 			chown "$OPS_SERVICE_UID:$OPS_SERVICE_UID" "$path"
 			chmod 0600 "$path"
+		elif [[ "$(basename "$path")" == ca.key ]]; then
+			chmod 0600 "$path" # no container reads it
+		elif [[ "$(basename "$path")" == server.key && "$(stat -c %u "$path")" != "$OPS_SERVICE_UID" ]]; then
+			ops_warn "$path must belong to uid $OPS_SERVICE_UID with mode 0600, or PostgreSQL refuses to start (run make up as root once)"
 		elif [[ "$(stat -c %u "$path")" != "$OPS_SERVICE_UID" ]]; then
 			chmod 0644 "$path"
 			ops_warn "$path is mode 0644 so that uid $OPS_SERVICE_UID in the containers can read it (run make up as root once for 0600)"
@@ -58,6 +178,7 @@ secrets_main() {
 		secrets_write "${role}_password" "$(secrets_random 32)"
 	done
 	secrets_write mcp_api_keys "$(printf '# name:key, one per line; the name goes to the audit log\ndefault:%s' "$(secrets_random 32)")"
+	secrets_tls
 	secrets_fix_owner
 }
 

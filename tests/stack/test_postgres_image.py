@@ -189,11 +189,17 @@ def test_health_check_is_not_fooled_by_the_init_server(
     password = tmp_path / "password"
     password.write_text("health-test-password-1234\n")
     password.chmod(0o644)
+    # the check connects as compose.yaml's does: TLS, verified against the CA at /run/secrets/tls_ca_cert
+    tls = write_server_files(
+        tmp_path / "tls", CertificateAuthority.create(), ["localhost", "127.0.0.1"], owner=(999, 999)
+    )
+    (tmp_path / "tls").chmod(0o755)
     volume = client.volumes.create(f"pgstack-contract-{uuid.uuid4().hex[:8]}")
     cleanup.append(volume)
     second = 1_000_000_000  # the Docker API counts nanoseconds
     container = client.containers.run(
         postgres_image(),
+        ["postgres", "-c", "ssl=on", "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"],
         detach=True,
         user="999:999",
         environment={
@@ -205,6 +211,8 @@ def test_health_check_is_not_fooled_by_the_init_server(
             volume.name: {"bind": "/var/lib/postgresql", "mode": "rw"},
             str(init_dir): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"},
             str(password): {"bind": "/run/secrets/postgres_password", "mode": "ro"},
+            str(tls.ca_crt.parent): {"bind": "/tls", "mode": "ro"},
+            str(tls.ca_crt): {"bind": "/run/secrets/tls_ca_cert", "mode": "ro"},
         },
         # compose.yaml's check, run every second; its start period keeps init failures at "starting"
         healthcheck={

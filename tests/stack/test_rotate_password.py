@@ -103,7 +103,9 @@ def test_each_role_rotates_and_everything_reads_the_new_password(stack: Stack, r
     new = stack.secret(name)
     assert new != old
     assert accepts(stack, role, new) and not accepts(stack, role, old)
-    assert sorted(secret_files(stack)) == sorted([*ROLE_SECRETS.values(), "mcp_api_keys"]), "nothing left beside"
+    assert sorted(secret_files(stack)) == sorted(
+        [*ROLE_SECRETS.values(), "mcp_api_keys", "ca.crt", "ca.key", "server.crt", "server.key"]
+    ), "nothing left beside"
     if service:
         container = stack.container(service)
         assert container.id != recreated, f"{service} was recreated to read the new password"

@@ -208,6 +208,8 @@ def test_every_spec_is_read() -> None:
         "BACKUP_PGUSER": "u",
         "BACKUP_PGPASSWORD": "p",
         "BACKUP_PGDATABASE": "d",
+        "BACKUP_PGSSLMODE": "require",
+        "BACKUP_PGSSLROOTCERT": "system",
         "BACKUP_PGCONNECT_TIMEOUT": "3s",
         "BACKUP_CONNECT_RETRY": "5s",
         "BACKUP_DIR": "/srv",

@@ -199,7 +199,8 @@ def test_an_unknown_failure_is_retried_as_before() -> None:
     failure = diagnose("connection failed: something libpq never said before", SPLIT_TARGET)
     assert (failure.kind, failure.permanent) == ("unknown", False)
     assert failure.hints == (
-        "check the connection settings (BACKUP_PGHOST, BACKUP_PGPORT, BACKUP_PGUSER, BACKUP_PGDATABASE), the password "
+        "check the connection settings (BACKUP_PGHOST, BACKUP_PGPORT, BACKUP_PGUSER, BACKUP_PGDATABASE, "
+        "BACKUP_PGSSLMODE, BACKUP_PGSSLROOTCERT), the password "
         "secret and the server's log",
     )
 

@@ -22,7 +22,7 @@ from pgbackup import config
 from pgbackup.__main__ import main
 from pgbackup.config import SPECS, Settings, Spec
 from pgbackup.db import connect
-from pgbackup.errors import ExitCode
+from pgbackup.errors import ConfigError, ExitCode
 from pgbackup.manifest import Manifest
 from tests.fast.backup.helpers import only_set, server_url, settings_of, superuser_connect, url_env
 
@@ -241,17 +241,71 @@ def test_a_split_connection_setting_beside_the_url_is_refused(
 def test_the_rule_covers_a_split_setting_declared_later(
     pg: NativePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Computed from the declarations: a split setting declared `connection=True` (as BACKUP_PGSSLMODE will be)
-    is refused beside the URL, and without the URL its value reaches the connection's keywords."""
-    sslmode = Spec("BACKUP_PGSSLMODE", "sslmode", str, "a libpq sslmode", "", "sslmode", "stack", connection=True)
-    monkeypatch.setattr(config, "SPECS", (*SPECS, sslmode))
-    monkeypatch.setattr(config, "SPEC_NAMES", config.SPEC_NAMES | {sslmode.name})
-    env = url_env(pg, tmp_path / "backups", server_url(pg), BACKUP_PGHOST="db", BACKUP_PGSSLMODE="require")
-    assert "  - both BACKUP_DATABASE_URL and BACKUP_PGHOST, BACKUP_PGSSLMODE are set (but are exclusive)\n" in (
-        config_error(env, capsys)
+    """Computed from the declarations: a split setting declared `connection=True` (as BACKUP_PGSSLMODE is, and
+    as this made-up one would be) is refused beside the URL, and without the URL its value reaches the keywords."""
+    attrs = Spec("BACKUP_PGTARGETSESSIONATTRS", "target_session_attrs", str, "", "", "", "stack", connection=True)
+    monkeypatch.setattr(config, "SPECS", (*SPECS, attrs))
+    monkeypatch.setattr(config, "SPEC_NAMES", config.SPEC_NAMES | {attrs.name})
+    env = url_env(pg, tmp_path / "backups", server_url(pg), BACKUP_PGHOST="db", BACKUP_PGTARGETSESSIONATTRS="any")
+    assert (
+        "  - both BACKUP_DATABASE_URL and BACKUP_PGHOST, BACKUP_PGTARGETSESSIONATTRS are set (but are exclusive)\n"
+        in (config_error(env, capsys))
     )
-    split = Settings.from_env({"BACKUP_PGSSLMODE": "verify-full"}).target
-    assert split.get("sslmode") == "verify-full" and split.setting("sslmode", "prefer") == "BACKUP_PGSSLMODE=prefer"
+    split = Settings.from_env({"BACKUP_PGTARGETSESSIONATTRS": "read-write"}).target
+    assert split.get("target_session_attrs") == "read-write"
+
+
+def test_the_tls_settings_are_split_connection_settings(
+    pg: NativePostgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BACKUP_PGSSLMODE and BACKUP_PGSSLROOTCERT go into every connection's keywords (pg_dump's conninfo too),
+    and are refused beside the URL, which carries its own sslmode."""
+    ca = tmp_path / "ca.crt"
+    ca.write_text("a CA certificate\n")
+    target = Settings.from_env({"BACKUP_PGSSLMODE": "verify-full", "BACKUP_PGSSLROOTCERT": str(ca)}).target
+    assert (target.get("sslmode"), target.get("sslrootcert")) == ("verify-full", str(ca))
+    assert f"sslmode=verify-full sslrootcert={ca}" in target.conninfo("app")
+    assert target.setting("sslmode", "prefer") == "BACKUP_PGSSLMODE=prefer"
+    env = url_env(pg, tmp_path / "backups", server_url(pg), BACKUP_PGSSLMODE="require")
+    assert "  - both BACKUP_DATABASE_URL and BACKUP_PGSSLMODE are set (but are exclusive)\n" in config_error(
+        env, capsys
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"BACKUP_PGSSLMODE": "verify_full"},
+            "BACKUP_PGSSLMODE='verify_full' is invalid: not a libpq sslmode\n"
+            "    hint: use one of disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            {"BACKUP_PGSSLMODE": "verify-full", "BACKUP_PGSSLROOTCERT": "/nonexistent/ca.crt"},
+            "BACKUP_PGSSLROOTCERT='/nonexistent/ca.crt' is invalid: unable to read the CA file: No such file or "
+            "directory\n    hint: mount the CA certificate there",
+        ),
+        (
+            {"BACKUP_PGSSLMODE": "verify-full", "BACKUP_PGSSLROOTCERT": "ca.crt"},
+            "BACKUP_PGSSLROOTCERT='ca.crt' is invalid: neither `system` nor an absolute path",
+        ),
+        (
+            {"BACKUP_PGSSLMODE": "require", "BACKUP_PGSSLROOTCERT": "system"},
+            'weak sslmode "require" may not be used with sslrootcert=system',
+        ),
+    ],
+    ids=["sslmode", "missing-rootcert", "relative-rootcert", "system-needs-verify-full"],
+)
+def test_bad_tls_settings_are_refused_with_what_to_fix(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert problem in str(caught.value)
+
+
+def test_a_missing_rootcert_is_not_read_by_commands_that_never_connect() -> None:
+    """The drill container has no network and no secrets: it inherits BACKUP_PGSSLROOTCERT without the file."""
+    env = {"BACKUP_PGSSLMODE": "verify-full", "BACKUP_PGSSLROOTCERT": "/nonexistent/ca.crt"}
+    assert Settings.from_env(env, read_secrets=False).target.get("sslrootcert") == "/nonexistent/ca.crt"
 
 
 def test_a_url_without_a_user_is_refused(

@@ -64,6 +64,19 @@ def test_published_ports_are_loopback_only(services: dict[str, Any]) -> None:
 def test_postgres_health_is_an_authenticated_tcp_query(services: dict[str, Any]) -> None:
     check = " ".join(services["postgres"]["healthcheck"]["test"])
     assert "-h 127.0.0.1" in check and "SELECT 1" in check and "pg_isready" not in check
+    assert "PGSSLMODE=verify-full PGSSLROOTCERT=/run/secrets/tls_ca_cert" in check
+
+
+@pytest.mark.parametrize("name", ["mcp", "backup", "restore"])
+def test_clients_verify_the_server_against_the_stacks_ca(services: dict[str, Any], name: str) -> None:
+    """mcp, backup and restore connect with sslmode=verify-full against the CA of ops/secrets.sh."""
+    environment = services[name]["environment"]
+    prefix = "MCP_DATABASE_" if name == "mcp" else "BACKUP_PG"
+    assert str(environment[f"{prefix}SSLMODE"]).endswith("verify-full}") or environment[f"{prefix}SSLMODE"] == (
+        "verify-full"
+    )
+    assert environment[f"{prefix}SSLROOTCERT"] == "/run/secrets/tls_ca_cert"
+    assert "tls_ca_cert" in services[name]["secrets"]
 
 
 def test_backup_reaches_only_the_internal_network(services: dict[str, Any]) -> None:
@@ -122,11 +135,16 @@ def test_the_drill_is_stricter_in_the_stack(services: dict[str, Any]) -> None:
     )
 
 
+# `pass` settings whose unset value in the stack is stricter than the server's own default, on purpose: TLS
+# verified against the stack's CA (MCP_DATABASE_SSLROOTCERT, fixed by the stack, names it).
+STRICTER_IN_THE_STACK = {"MCP_DATABASE_SSLMODE": "verify-full"}
+
+
 def test_every_mcp_setting_is_passed_fixed_or_kept_out(services: dict[str, Any]) -> None:
-    """Each `pass` setting comes from compose/.env with the server's own default, and those defaults, as Compose
-    hands them over when nothing is set, parse to exactly the server's defaults; MCP_DEV_ALLOW_PRIVILEGED_ROLE
-    and MCP_DATABASE_URL (`never`) are not passed at all: the stack never starts on a privileged role, and the
-    bundled stack's server reads the split settings, so compose/.env cannot point it elsewhere."""
+    """Each `pass` setting comes from compose/.env with the server's own default (or, for STRICTER_IN_THE_STACK,
+    the stack's), and those defaults, as Compose hands them over when nothing is set, parse to exactly the
+    server's defaults; MCP_DEV_ALLOW_PRIVILEGED_ROLE and MCP_DATABASE_URL (`never`) are not passed at all: the
+    stack never starts on a privileged role, and the bundled stack's server reads the split settings."""
     environment = services["mcp"]["environment"]
     assert "MCP_DATABASE_URL" in {variable.env for variable in VARIABLES if variable.compose == "never"}
     unset: dict[str, str] = {}
@@ -140,5 +158,7 @@ def test_every_mcp_setting_is_passed_fixed_or_kept_out(services: dict[str, Any])
             prefix = f"${{{variable.env}:-"
             assert reference.startswith(prefix) and reference.endswith("}"), (variable.env, reference)
             unset[variable.env] = reference.removeprefix(prefix).removesuffix("}")
+            if variable.env in STRICTER_IN_THE_STACK:
+                assert unset.pop(variable.env) == STRICTER_IN_THE_STACK[variable.env], variable.env
     parsed = Settings.from_env({**unset, "MCP_DATABASE_PASSWORD": "x"})
     assert parsed == Settings(database_password="x")

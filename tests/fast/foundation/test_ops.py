@@ -4,6 +4,7 @@ entrypoint's functions (sourced, as its sourced-guard allows), the progress help
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -15,6 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devtools.native_pg import SERVICE_USER, service_user_ids
 from devtools.net import free_port
@@ -55,9 +60,13 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
     assert [f.name for f in files] == [
         "app_owner_password",
         "backup_password",
+        "ca.crt",
+        "ca.key",
         "mcp_api_keys",
         "mcp_reader_password",
         "postgres_password",
+        "server.crt",
+        "server.key",
     ]
     first = {f.name: f.read_text() for f in files}
     for path in files:
@@ -67,12 +76,68 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
             assert (info.st_uid, info.st_gid) == (999, 999), path
     for name in ("app_owner_password", "backup_password", "mcp_reader_password", "postgres_password"):
         assert re.fullmatch(r"[A-Za-z0-9_-]{40,}\n", first[name]), name
+    assert not list((tmp_path / "secrets").glob(".*")), "a scratch file was left behind"
     key_lines = [line for line in first["mcp_api_keys"].splitlines() if line and not line.startswith("#")]
     assert len(key_lines) == 1 and re.fullmatch(r"default:[A-Za-z0-9_-]{40,}", key_lines[0])
     assert len(set(first.values())) == len(first), "two secrets are equal"
     # a second run keeps every value
     subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
     assert {f.name: f.read_text() for f in files} == first
+
+
+def test_secrets_include_a_ca_and_a_server_certificate_for_the_postgres_service(tmp_path: Path) -> None:
+    """ca.crt/ca.key and server.crt/server.key: EC P-256, the CA for 10 years and limited to signing, the server
+    certificate for 1 year, for TLS servers only, for the names clients use (postgres inside the stack, localhost
+    and 127.0.0.1 on the host), verifying against the CA; a key that matches the certificate."""
+    secrets_dir = tmp_path / "secrets"
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env={**os.environ, "SECRETS_DIR": str(secrets_dir)}, check=True)
+    ca = x509.load_pem_x509_certificate((secrets_dir / "ca.crt").read_bytes())
+    server = x509.load_pem_x509_certificate((secrets_dir / "server.crt").read_bytes())
+    server_key = serialization.load_pem_private_key((secrets_dir / "server.key").read_bytes(), None)
+    ca_key = serialization.load_pem_private_key((secrets_dir / "ca.key").read_bytes(), None)
+    for key in (server_key, ca_key):
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    assert ca_key.public_key() == ca.public_key()
+    assert server_key.public_key() == server.public_key()
+    server.verify_directly_issued_by(ca)
+
+    assert ca.subject == ca.issuer
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value == x509.BasicConstraints(True, 0)
+    usage = ca.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign and not usage.value.digital_signature
+    assert (ca.not_valid_after_utc - ca.not_valid_before_utc).days == 3650
+
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["postgres", "localhost"]
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    assert server.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert (server.not_valid_after_utc - server.not_valid_before_utc).days == 365
+    assert server.serial_number.bit_length() > 64, "a random serial"
+
+
+def test_an_existing_ca_issues_a_missing_server_certificate_and_half_a_pair_is_refused(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    env = {**os.environ, "SECRETS_DIR": str(secrets_dir)}
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
+    ca = (secrets_dir / "ca.crt").read_bytes()
+    old = x509.load_pem_x509_certificate((secrets_dir / "server.crt").read_bytes())
+    (secrets_dir / "server.crt").unlink()
+    (secrets_dir / "server.key").unlink()
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
+    new = x509.load_pem_x509_certificate((secrets_dir / "server.crt").read_bytes())
+    assert (secrets_dir / "ca.crt").read_bytes() == ca and new.serial_number != old.serial_number
+    new.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+
+    (secrets_dir / "ca.key").unlink()
+    (secrets_dir / "server.key").unlink()
+    result = subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert "holds only one of ca.crt and ca.key" in result.stderr and "hint: put the missing one back" in result.stderr
+    assert (secrets_dir / "ca.crt").read_bytes() == ca, "an existing file is never overwritten"
 
 
 def test_clean_refuses_without_force_when_nobody_can_answer() -> None:

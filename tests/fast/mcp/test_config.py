@@ -44,7 +44,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_DATABASE_NAME": "shopdb",
         "MCP_DATABASE_USER": "reader",
         "MCP_DATABASE_PASSWORD_FILE": str(password),
-        "MCP_DATABASE_SSLMODE": "require",
+        "MCP_DATABASE_SSLMODE": "verify-full",
+        "MCP_DATABASE_SSLROOTCERT": str(password),
         "MCP_DATABASE_CONNECT_TIMEOUT": "2s",
         "MCP_API_KEYS_FILE": str(keys),
         "MCP_BIND_HOST": "0.0.0.0",
@@ -79,6 +80,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.allow_public_temp is True
     assert settings.allow_explain_analyze is True and settings.pool_max_size == 19
     assert settings.database_target() == "reader@postgres:5433/shopdb"
+    conninfo = settings.database_conninfo()
+    assert (conninfo["sslmode"], conninfo["sslrootcert"]) == ("verify-full", str(password))
     assert (settings.statement_timeout_ms, settings.lock_timeout_ms, settings.pool_timeout_ms) == (10_000, 500, 1500)
     assert (settings.database_connect_timeout_ms, settings.startup_timeout_ms, settings.max_bytes) == (
         2000,
@@ -145,6 +148,45 @@ def test_cross_field_rules(env: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_env(minimal(**env))
     assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+
+
+def test_without_a_rootcert_libpq_keeps_its_own_default() -> None:
+    assert "sslrootcert" not in Settings.from_env(minimal()).database_conninfo()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"MCP_DATABASE_SSLMODE": "verify_full"},
+            "MCP_DATABASE_SSLMODE='verify_full' is invalid: must be one of disable, allow, prefer, require, verify-ca, "
+            "verify-full",
+        ),
+        (
+            {"MCP_DATABASE_SSLMODE": "verify-full", "MCP_DATABASE_SSLROOTCERT": "/nonexistent/ca.crt"},
+            "MCP_DATABASE_SSLROOTCERT='/nonexistent/ca.crt' is invalid: unable to read the CA file: No such file or "
+            "directory\nhint: mount the CA certificate there",
+        ),
+        (
+            {"MCP_DATABASE_SSLMODE": "verify-full", "MCP_DATABASE_SSLROOTCERT": " "},
+            "MCP_DATABASE_SSLROOTCERT=' ' is invalid: must not be empty",
+        ),
+        (
+            {"MCP_DATABASE_SSLMODE": "require", "MCP_DATABASE_SSLROOTCERT": "system"},
+            "MCP_DATABASE_SSLROOTCERT=system needs MCP_DATABASE_SSLMODE=verify-full, not require",
+        ),
+    ],
+    ids=["sslmode", "missing-rootcert", "empty-rootcert", "system-needs-verify-full"],
+)
+def test_bad_tls_settings_are_refused_with_what_to_fix(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(**env))
+    assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+
+
+def test_the_systems_roots_with_verify_full_are_accepted() -> None:
+    settings = Settings.from_env(minimal(MCP_DATABASE_SSLMODE="verify-full", MCP_DATABASE_SSLROOTCERT="system"))
+    assert settings.database_conninfo()["sslrootcert"] == "system"
 
 
 def test_direct_construction_is_checked_too() -> None:

@@ -161,6 +161,21 @@ def _log_level(text: str) -> str:
     return text.upper()
 
 
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _sslmode(text: str) -> str:
+    if text and text not in _SSL_MODES:
+        raise ValueError(f"not a libpq sslmode\nhint: use one of {', '.join(_SSL_MODES)}")
+    return text
+
+
+def _rootcert(text: str) -> str:
+    if text and text != "system" and not text.startswith("/"):
+        raise ValueError("neither `system` nor an absolute path\nhint: use e.g. /run/secrets/tls_ca_cert")
+    return text
+
+
 def _size(text: str) -> int:
     return byte_size(text)
 
@@ -224,6 +239,28 @@ SPECS: tuple[Spec, ...] = (
         "a database name",
         "postgres",
         "maintenance database for catalog queries, globals and CREATE DATABASE",
+        "stack",
+        connection=True,
+    ),
+    Spec(
+        "BACKUP_PGSSLMODE",
+        "sslmode",
+        _sslmode,
+        ", ".join(_SSL_MODES),
+        "",
+        "libpq `sslmode` of every connection (pg_dump, pg_restore and psql too); empty = libpq's default "
+        "(`prefer`); the stack sets `verify-full`",
+        "stack",
+        connection=True,
+    ),
+    Spec(
+        "BACKUP_PGSSLROOTCERT",
+        "sslrootcert",
+        _rootcert,
+        "an absolute path, or `system`",
+        "",
+        "libpq `sslrootcert`: the CA certificates that verify the server, or `system` for the OS's trusted roots; "
+        "empty = libpq's default (~/.postgresql/root.crt); the stack sets its own CA",
         "stack",
         connection=True,
     ),
@@ -530,6 +567,8 @@ class Settings:
         url_text = values.pop("database_url")
         if url_name is None:
             target = None if problems else _split_target(split, password, timeout, problems)
+            if target is not None and read_secrets:
+                _check_rootcert(target, problems)
         else:
             target = _url_target(environ, url_name, url_text, password, timeout, problems)
         if problems:
@@ -583,6 +622,23 @@ def _split_target(split: dict[str, str], password: _Password, timeout: int, prob
         return None
     origin = password.name if password.value is not None else None
     return Target(tuple(keywords.items()), password.value, timeout, None, origin, _split_names())
+
+
+def _check_rootcert(target: Target, problems: list[str]) -> None:
+    """BACKUP_PGSSLROOTCERT names a file this container can read (libpq would only say so at the first TLS
+    handshake, as a certificate failure)."""
+    path = target.get("sslrootcert")
+    if not path or path == "system":
+        return
+    try:
+        with Path(path).open("rb"):
+            pass
+    except OSError as exc:
+        problems.append(
+            f"BACKUP_PGSSLROOTCERT={path!r} is invalid: unable to read the CA file: {exc.strerror}\n"
+            "hint: mount the CA certificate there (the stack's: compose/secrets/ca.crt as /run/secrets/tls_ca_cert), "
+            "or use `system` for the OS's trusted roots"
+        )
 
 
 def _url_target(

@@ -75,6 +75,7 @@ class Settings:
     database_user: str = "mcp_reader"
     database_password: str = field(default="", repr=False)
     database_sslmode: str = "prefer"
+    database_sslrootcert: str = ""
     database_connect_timeout_ms: int = 3000
     api_keys: tuple[ApiKey, ...] = ()
     bind_host: str = "127.0.0.1"
@@ -165,6 +166,7 @@ class Settings:
             "user": self.database_user,
             "password": self.database_password,
             "sslmode": self.database_sslmode,
+            **({"sslrootcert": self.database_sslrootcert} if self.database_sslrootcert else {}),
             "connect_timeout": timeout,
             "application_name": "pgmcp",
         }
@@ -343,6 +345,25 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _rootcert(raw: str) -> str:
+    """`system` (the trusted roots of the OS) or a readable file of CA certificates (PEM)."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty\nhint: unset it for libpq's default (~/.postgresql/root.crt)")
+    if value == "system":
+        return value
+    try:
+        with Path(value).open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"unable to read the CA file: {exc.strerror or exc}\n"
+            "hint: mount the CA certificate there (the stack's: compose/secrets/ca.crt as /run/secrets/tls_ca_cert), "
+            "or write `system` for the OS's trusted roots"
+        ) from None
+    return value
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -508,8 +529,18 @@ VARIABLES: tuple[Variable, ...] = (
         "MCP_DATABASE_SSLMODE",
         "database_sslmode",
         OneOf(SSL_MODES),
-        "libpq `sslmode` for the connection",
+        "libpq `sslmode` for the connection; the stack sets `verify-full`, and its PostgreSQL refuses `disable`",
         connection=True,
+    ),
+    Variable(
+        "MCP_DATABASE_SSLROOTCERT",
+        "database_sslrootcert",
+        Text(_rootcert, "a readable file, or `system`"),
+        "libpq `sslrootcert`: the CA certificates that verify the server (`verify-ca`, `verify-full`), or `system` "
+        "for the OS's trusted roots (only with `verify-full`); the stack sets its own CA",
+        compose="stack",
+        connection=True,
+        default_doc="(libpq's: ~/.postgresql/root.crt)",
     ),
     Variable(
         "MCP_DATABASE_CONNECT_TIMEOUT",
@@ -861,6 +892,11 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
     if values["database_url"]:
         problems.extend(_check_url(values["database_url"]))
     duration = show_milliseconds
+    if values["database_sslrootcert"] == "system" and values["database_sslmode"] != "verify-full":
+        problems.append(
+            f"MCP_DATABASE_SSLROOTCERT=system needs MCP_DATABASE_SSLMODE=verify-full, not {values['database_sslmode']}"
+            "\nhint: a public CA signs certificates for anyone's names: only the name check makes it safe"
+        )
     if values["pool_min_size"] > values["pool_max_size"]:
         problems.append(
             f"MCP_POOL_MIN_SIZE={values['pool_min_size']} is above MCP_POOL_MAX_SIZE={values['pool_max_size']}\n"

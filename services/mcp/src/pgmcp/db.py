@@ -81,6 +81,7 @@ _PERMANENT_CONNECT_ERRORS = (
     "does not exist",
     "permission denied",
     "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
     "is not permitted to log in",
     "certificate",
 )
@@ -108,6 +109,19 @@ def describe_connect_error(error: BaseException) -> str:
     text = " ".join(str(error).split())
     _, _, tail = text.rpartition(" failed: ")
     return (tail or text).replace("FATAL: ", "").strip()
+
+
+def _permanent_hint(reason: str) -> str:
+    """What to fix for a connection error that no retry cures."""
+    if "no encryption" in reason:
+        return (
+            "hint: the server accepts TLS connections only (hostssl), and MCP_DATABASE_SSLMODE=disable asks for "
+            "none: set MCP_DATABASE_SSLMODE=verify-full with MCP_DATABASE_SSLROOTCERT (the stack's default)"
+        )
+    return (
+        "hint: check MCP_DATABASE_USER, MCP_DATABASE_NAME and the password in "
+        "MCP_DATABASE_PASSWORD_FILE (it must match the role's password)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +276,7 @@ class Database:
                 reason = describe_connect_error(exc)
                 if is_permanent_connect_error(exc):
                     raise DatabaseUnreachable(
-                        f"unable to connect to {settings.database_target()}: {reason}\n"
-                        "hint: check MCP_DATABASE_USER, MCP_DATABASE_NAME and the password in "
-                        "MCP_DATABASE_PASSWORD_FILE (it must match the role's password)"
+                        f"unable to connect to {settings.database_target()}: {reason}\n{_permanent_hint(reason)}"
                     ) from None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
