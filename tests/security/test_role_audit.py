@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from devtools.native_pg import NativePostgres
-from pgmcp.role_audit import DANGEROUS_MEMBERSHIPS, RoleProblem, audit_role
+from pgmcp.role_audit import DANGEROUS_MEMBERSHIPS, MANAGED_ADMIN_ROLES, RoleProblem, audit_role
 
 
 async def _audit(dsn: str) -> list[RoleProblem]:
@@ -178,3 +178,44 @@ def test_hints_quote_identifiers(pg: NativePostgres, superuser: psycopg.Connecti
     finally:
         superuser.execute(sql.SQL("DROP OWNED BY {}").format(ident))
         superuser.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+@pytest.mark.parametrize("admin_role", sorted(MANAGED_ADMIN_ROLES))
+def test_a_managed_service_admin_role_is_refused_like_a_superuser(
+    throwaway: ThrowawayRole, superuser: psycopg.Connection, admin_role: str
+) -> None:
+    """The role as the service makes it (CREATEROLE, CREATEDB, no SUPERUSER), the reader a member through a group:
+    refused with only that problem, and its hint (the REVOKE) makes the reader pass."""
+    admin, group = sql.Identifier(admin_role), sql.Identifier(f"{throwaway.name}_team")
+    superuser.execute(sql.SQL("CREATE ROLE {} NOLOGIN CREATEROLE CREATEDB").format(admin))
+    superuser.execute(sql.SQL("GRANT pg_read_all_data, pg_write_all_data TO {}").format(admin))
+    superuser.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
+    try:
+        superuser.execute(sql.SQL("GRANT {} TO {}").format(admin, group))
+        superuser.execute(sql.SQL("GRANT {} TO {}").format(group, sql.Identifier(throwaway.name)))
+        problems = audit(throwaway.dsn)
+        assert [problem.code for problem in problems] == ["managed_superuser"], problems
+        assert f"member of {admin_role} (through {throwaway.name}_team)" in problems[0].message
+        assert MANAGED_ADMIN_ROLES[admin_role] in problems[0].message
+        for statement in problems[0].hint.split("; "):
+            superuser.execute(statement)
+        assert audit(throwaway.dsn) == []
+    finally:
+        superuser.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(group))
+        superuser.execute(sql.SQL("DROP ROLE {}").format(admin))
+
+
+def test_connecting_as_a_managed_service_admin_role_is_refused(
+    pg: NativePostgres, superuser: psycopg.Connection
+) -> None:
+    password = secrets.token_urlsafe(24)
+    superuser.execute(sql.SQL("CREATE ROLE azure_pg_admin LOGIN CREATEROLE PASSWORD {}").format(sql.Literal(password)))
+    try:
+        superuser.execute("GRANT CONNECT ON DATABASE app TO azure_pg_admin")
+        problems = audit(ThrowawayRole("azure_pg_admin", password, pg).dsn)
+        assert [problem.code for problem in problems] == ["managed_superuser"]
+        assert "administrator role of Azure Database for PostgreSQL" in problems[0].message
+        assert "make reader-role" in problems[0].hint
+    finally:
+        superuser.execute("DROP OWNED BY azure_pg_admin")
+        superuser.execute("DROP ROLE azure_pg_admin")

@@ -132,6 +132,34 @@ async def test_pool_above_the_role_connection_limit_is_refused(private_pg: Nativ
     assert "lower MCP_POOL_MAX_SIZE to at most 4" in str(refused.value)
 
 
+@pytest.mark.anyio
+async def test_the_pool_is_checked_against_the_real_limits_not_a_constant(private_pg: NativePostgres) -> None:
+    """A role allowed 60 connections takes a pool of 40 (beyond the 20 the stack gives its reader); the database's
+    own CONNECTION LIMIT and the server's slots are limits too."""
+    with psycopg.connect(private_pg.dsn(), autocommit=True) as admin:
+        slots = admin.execute(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - current_setting('reserved_connections')::int"
+        ).fetchone()
+        assert slots is not None
+        admin.execute("ALTER ROLE mcp_reader CONNECTION LIMIT 60")
+        try:
+            database = Database(reader(private_pg, pool_min_size=0, pool_max_size=40), ALL_LAYERS)
+            await database.open()
+            await database.close()
+            admin.execute("ALTER DATABASE app CONNECTION LIMIT 30")
+            with pytest.raises(StartupRefused) as by_database:
+                await Database(reader(private_pg, pool_min_size=0, pool_max_size=40), ALL_LAYERS).open()
+            admin.execute("ALTER DATABASE app CONNECTION LIMIT -1")
+            with pytest.raises(StartupRefused) as by_server:
+                await Database(reader(private_pg, pool_min_size=0, pool_max_size=slots[0]), ALL_LAYERS).open()
+        finally:
+            admin.execute("ALTER DATABASE app CONNECTION LIMIT -1")
+            admin.execute("ALTER ROLE mcp_reader CONNECTION LIMIT 20")
+    assert "MCP_POOL_MAX_SIZE=40 is not below the CONNECTION LIMIT 30 of database 'app'" in str(by_database.value)
+    assert f"is not below the server's {slots[0]} connection slots" in str(by_server.value)
+
+
 def owner_settings(pg: NativePostgres, **overrides: object) -> Settings:
     return reader(pg, database_user="app_owner", database_password=pg.passwords["app_owner"], **overrides)
 
@@ -176,7 +204,7 @@ async def test_wrong_password_fails_at_once_with_a_hint(pg: NativePostgres) -> N
     with pytest.raises(DatabaseUnreachable) as failed:
         await database.open()  # a permanent error: no retry until the (ten minute) startup timeout
     assert 'password authentication failed for user "mcp_reader"' in str(failed.value)
-    assert "hint: check MCP_DATABASE_USER" in str(failed.value)
+    assert "hint: correct the password in MCP_DATABASE_PASSWORD_FILE (it must be mcp_reader's)" in str(failed.value)
 
 
 def run_cli(
@@ -192,10 +220,10 @@ def run_cli(
 def test_cli_exit_status_for_invalid_configuration(
     pg: NativePostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    result = run_cli(pg, tmp_path_factory, MCP_MAX_ROWS="lots", MCP_POOL_MAX_SIZE="25", MCP_PORT="0")
+    result = run_cli(pg, tmp_path_factory, MCP_MAX_ROWS="lots", MCP_POOL_MAX_SIZE="2500", MCP_PORT="0")
     assert result.returncode == ExitCode.CONFIG == 3
     assert "MCP_MAX_ROWS='lots' is invalid: not a whole number" in result.stderr
-    assert "MCP_POOL_MAX_SIZE='25' is invalid: must be between 1 and 19" in result.stderr
+    assert "MCP_POOL_MAX_SIZE='2500' is invalid: must be between 1 and 1000" in result.stderr
     assert "MCP_PORT='0' is invalid: must be between 1 and 65535" in result.stderr
 
 

@@ -140,7 +140,7 @@ def test_all_problems_are_reported_at_once() -> None:
             {"MCP_MAX_CELL_BYTES": "4KiB", "MCP_MAX_BYTES": "2048"},
             "MCP_MAX_CELL_BYTES=4KiB is above MCP_MAX_BYTES=2KiB",
         ),
-        ({"MCP_POOL_MAX_SIZE": "20"}, "MCP_POOL_MAX_SIZE='20' is invalid: must be between 1 and 19"),
+        ({"MCP_POOL_MAX_SIZE": "2000"}, "MCP_POOL_MAX_SIZE='2000' is invalid: must be between 1 and 1000"),
     ],
     ids=["pool-min-max", "pool-timeout", "lock-timeout", "cell-bytes", "pool-below-role-limit"],
 )

@@ -26,13 +26,15 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgmcp.errors import ConfigError
+from pgmcp.failures import Target
 from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
 
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "MCP_"
 READER_CONNECTION_LIMIT = 20
-"""CONNECTION LIMIT of the reader role made by compose/initdb/10-roles.sh; the pool must stay below it."""
+"""CONNECTION LIMIT of the reader role made by compose/initdb/10-roles.sh and `make reader-role`. The pool is
+checked at startup against the real role's limit (and the database's, and the server's), not against this."""
 
 CLIENT_VARIABLES = frozenset({"MCP_TIMEOUT", "MCP_TOOL_TIMEOUT"})
 """`MCP_*` names that belong to MCP clients, not to this server (Claude Code's server start-up and tool
@@ -180,6 +182,13 @@ class Settings:
     def dbname(self) -> str:
         """The database the tools read: the URL's, or MCP_DATABASE_NAME."""
         return str(url_keywords(self.database_url)["dbname"]) if self.database_url else self.database_name
+
+    def failure_target(self) -> Target:
+        """The connection as failure messages name it (`pgmcp.failures`): keywords, settings, no password."""
+        from_url = bool(self.database_url)
+        in_url = from_url and "password" in conninfo_to_dict(self.database_url.strip())
+        timeout = max(1, round(self.database_connect_timeout_ms / 1000))
+        return Target.of(self.database_conninfo(), timeout, from_url=from_url, password_in_url=in_url)
 
     def database_target(self) -> str:
         """Where the server connects, for messages and logs: `user@host:port/dbname` (each host of a host list),
@@ -476,7 +485,8 @@ def _fixed_by_stack(env: str, field: str, allowed: str, meaning: str, *, connect
     return Variable(env, field, Text(_text, allowed, required=True), meaning, compose="stack", connection=connection)
 
 
-_POOL_SIZE_LIMIT = READER_CONNECTION_LIMIT - 1
+# A sanity bound only: startup checks the pool against the role's, the database's and the server's real limits.
+_POOL_SIZE_LIMIT = 1000
 URL = "MCP_DATABASE_URL"
 PASSWORD = "MCP_DATABASE_PASSWORD"
 CONNECT_TIMEOUT = "MCP_DATABASE_CONNECT_TIMEOUT"
@@ -612,8 +622,8 @@ VARIABLES: tuple[Variable, ...] = (
         "MCP_POOL_MAX_SIZE",
         "pool_max_size",
         Whole(1, _POOL_SIZE_LIMIT),
-        f"most connections; stays below the reader role's CONNECTION LIMIT ({READER_CONNECTION_LIMIT}, "
-        "checked again at startup)",
+        "most connections; startup checks it stays below the role's and the database's CONNECTION LIMIT and the "
+        "server's max_connections (less its reserved slots), leaving one for a diagnosis",
     ),
     Variable(
         "MCP_POOL_TIMEOUT",

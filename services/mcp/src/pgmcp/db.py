@@ -2,8 +2,9 @@
 clear, transient tool error. A call's transaction and the session reset (RO, TMO, HYG) are `pgmcp.transaction`'s.
 
 Startup opens one probe connection (retrying transient failures until `MCP_STARTUP_TIMEOUT`, stopping at
-once on wrong credentials), audits the role, checks the pool against the role's CONNECTION LIMIT and reads
-the function policy the guard needs, which `open()` returns (`pgmcp.service.Service.open` hands it to the guard).
+once on what no retry cures: `pgmcp.failures` tells them apart), audits the role, checks the pool against the
+role's and the database's CONNECTION LIMIT and the server's slots, and reads the function policy the guard
+needs, which `open()` returns (`pgmcp.service.Service.open` hands it to the guard).
 Only then is the pool opened. At run time a call waits at most
 `MCP_POOL_TIMEOUT` for a connection; when none comes, a quick diagnosis says why (down, restarting, out
 of connections, or simply busy) and the pool recovers by itself once the database answers again.
@@ -27,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pgmcp import role_audit
 from pgmcp.config import Settings
 from pgmcp.errors import DatabaseUnavailable, DatabaseUnreachable, StartupRefused
+from pgmcp.failures import diagnose
 from pgmcp.layers import Layers
 from pgmcp.policy import FunctionPolicy, load_function_policy
 
@@ -76,16 +78,6 @@ POOL_RECONNECT_TIMEOUT_S = 10.0
 DIAGNOSIS_TTL_S = 1.0
 DIAGNOSIS_CONNECT_TIMEOUT_S = 1
 
-_PERMANENT_CONNECT_ERRORS = (
-    "password authentication failed",
-    "does not exist",
-    "permission denied",
-    "no pg_hba.conf entry",
-    "pg_hba.conf rejects connection",
-    "is not permitted to log in",
-    "certificate",
-)
-
 
 def text_adapters() -> AdaptersMap:
     """psycopg's adapters, with the `TEXT_TYPES` (and their arrays) loaded as text."""
@@ -98,30 +90,11 @@ def text_adapters() -> AdaptersMap:
 ADAPTERS = text_adapters()
 
 
-def is_permanent_connect_error(error: BaseException) -> bool:
-    """True when retrying cannot help (wrong password, unknown database, no CONNECT privilege)."""
-    text = str(error)
-    return any(marker in text for marker in _PERMANENT_CONNECT_ERRORS)
-
-
 def describe_connect_error(error: BaseException) -> str:
     """The interesting line of a libpq connection error, without the `connection failed:` noise."""
     text = " ".join(str(error).split())
     _, _, tail = text.rpartition(" failed: ")
     return (tail or text).replace("FATAL: ", "").strip()
-
-
-def _permanent_hint(reason: str) -> str:
-    """What to fix for a connection error that no retry cures."""
-    if "no encryption" in reason:
-        return (
-            "hint: the server accepts TLS connections only (hostssl), and MCP_DATABASE_SSLMODE=disable asks for "
-            "none: set MCP_DATABASE_SSLMODE=verify-full with MCP_DATABASE_SSLROOTCERT (the stack's default)"
-        )
-    return (
-        "hint: check MCP_DATABASE_USER, MCP_DATABASE_NAME and the password in "
-        "MCP_DATABASE_PASSWORD_FILE (it must match the role's password)"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +103,11 @@ class ServerInfo:
 
     version_num: int
     version: str
-    role_connection_limit: int
+    role_connection_limit: int  # -1: none
+    database_connection_limit: int  # -1: none
+    server_connection_slots: (
+        int  # max_connections less the slots reserved for superusers and pg_use_reserved_connections
+    )
 
 
 class Database:
@@ -274,17 +251,18 @@ class Database:
                 return await psycopg.AsyncConnection.connect(**settings.database_conninfo(), **_CONNECTION_OPTIONS)
             except psycopg.OperationalError as exc:
                 reason = describe_connect_error(exc)
-                if is_permanent_connect_error(exc):
+                failure = diagnose(str(exc), settings.failure_target())
+                hints = "\n".join(f"hint: {hint}" for hint in failure.hints)
+                if failure.permanent:
                     raise DatabaseUnreachable(
-                        f"unable to connect to {settings.database_target()}: {reason}\n{_permanent_hint(reason)}"
+                        f"unable to connect to {settings.database_target()}: {failure.reason} ({reason})\n{hints}"
                     ) from None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DatabaseUnreachable(
                         f"unable to connect to {settings.database_target()} after {attempts} attempts in "
-                        f"{settings.startup_timeout_ms / 1000:.0f} s: {reason}\n"
-                        "hint: is PostgreSQL running and reachable from here? Raise MCP_STARTUP_TIMEOUT if it "
-                        "needs longer to start"
+                        f"{settings.startup_timeout_ms / 1000:.0f} s: {failure.reason} ({reason})\n{hints}\n"
+                        "hint: raise MCP_STARTUP_TIMEOUT if the database needs longer to start"
                     ) from None
                 logger.warning("database not reachable yet (%s): retrying in %.1f s", reason, min(delay, remaining))
                 await anyio.sleep(min(delay, remaining))
@@ -293,26 +271,50 @@ class Database:
     async def _server_info(self, conn: Connection) -> ServerInfo:
         cur = await conn.execute(
             "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
-            "(SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)",
+            "(SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user), "
+            "(SELECT datconnlimit FROM pg_database WHERE datname = current_database()), "
+            "current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int "
+            "- current_setting('reserved_connections')::int",
             prepare=False,
         )
         row = await cur.fetchone()
         if row is None:  # pragma: no cover - a SELECT without FROM always returns one row
             raise StartupRefused(["unable to read the server version"])
-        return ServerInfo(version_num=int(row[0]), version=str(row[1]), role_connection_limit=int(row[2]))
+        return ServerInfo(
+            version_num=int(row[0]),
+            version=str(row[1]),
+            role_connection_limit=int(row[2]),
+            database_connection_limit=int(row[3]),
+            server_connection_slots=int(row[4]),
+        )
 
     async def _startup_problems(self, conn: Connection, server: ServerInfo) -> list[str]:
         settings = self._settings
         problems: list[str] = []
         if server.version_num < 160000:
             problems.append(f"PostgreSQL {server.version} is too old: this server needs PostgreSQL 16 or newer")
-        limit = server.role_connection_limit
-        if limit >= 0 and settings.pool_max_size >= limit:
-            problems.append(
-                f"MCP_POOL_MAX_SIZE={settings.pool_max_size} is not below the CONNECTION LIMIT {limit} of role "
-                f"{settings.role!r}\nhint: lower MCP_POOL_MAX_SIZE to at most {max(1, limit - 1)}, "
-                "so a diagnosis connection and an operator's psql still fit"
-            )
+        limits = (
+            (
+                server.role_connection_limit,
+                f"the CONNECTION LIMIT {server.role_connection_limit} of role {settings.role!r}",
+            ),
+            (
+                server.database_connection_limit,
+                f"the CONNECTION LIMIT {server.database_connection_limit} of database {settings.dbname!r}",
+            ),
+            (
+                server.server_connection_slots,
+                f"the server's {server.server_connection_slots} connection slots (max_connections less "
+                "superuser_reserved_connections and reserved_connections)",
+            ),
+        )
+        for limit, what in limits:
+            if limit >= 0 and settings.pool_max_size >= limit:
+                problems.append(
+                    f"MCP_POOL_MAX_SIZE={settings.pool_max_size} is not below {what}\nhint: lower MCP_POOL_MAX_SIZE "
+                    f"to at most {max(1, limit - 1)}, so a diagnosis connection and an operator's psql still fit, "
+                    "or raise that limit"
+                )
         if not self._layers.role:
             return problems
         role_problems = await role_audit.audit_role(conn)
@@ -368,7 +370,7 @@ class Database:
                 what = "the database has no free connection slots (too many connections)"
             elif "starting up" in reason or "shutting down" in reason or "recovery" in reason:
                 what = "the database is restarting"
-            elif is_permanent_connect_error(exc):
+            elif diagnose(str(exc), settings.failure_target()).permanent:
                 what = "the database refused the server's credentials (an operator must fix the configuration)"
             else:
                 what = "the database is unreachable"

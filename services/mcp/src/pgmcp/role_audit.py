@@ -24,7 +24,14 @@ from psycopg import sql
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DANGEROUS_MEMBERSHIPS", "PUBLIC_TEMP", "RoleProblem", "accept_public_temp", "audit_role"]
+__all__ = [
+    "DANGEROUS_MEMBERSHIPS",
+    "MANAGED_ADMIN_ROLES",
+    "PUBLIC_TEMP",
+    "RoleProblem",
+    "accept_public_temp",
+    "audit_role",
+]
 
 # Predefined roles a reader must not reach, and why.
 DANGEROUS_MEMBERSHIPS: dict[str, str] = {
@@ -39,6 +46,19 @@ DANGEROUS_MEMBERSHIPS: dict[str, str] = {
     "pg_maintain": "runs VACUUM, ANALYZE, CLUSTER, REINDEX, REFRESH and LOCK on every table",
     "pg_checkpoint": "forces checkpoints",
     "pg_create_subscription": "creates subscriptions, which connect out and write",
+}
+
+# The administrator roles of managed services. Their members are not SUPERUSER (the service keeps that), but
+# they can do nearly all a superuser can: create roles, own every object the service's users create, read
+# and change every table. Refused like a superuser, whether the reader is one of them or a member of one.
+MANAGED_ADMIN_ROLES: dict[str, str] = {
+    "rds_superuser": "Amazon RDS and Aurora",
+    "rdsadmin": "Amazon RDS and Aurora (the service's own role)",
+    "azure_pg_admin": "Azure Database for PostgreSQL",
+    "azure_superuser": "Azure Database for PostgreSQL (the service's own role)",
+    "cloudsqlsuperuser": "Google Cloud SQL",
+    "cloudsqladmin": "Google Cloud SQL (the service's own role)",
+    "alloydbsuperuser": "Google AlloyDB",
 }
 
 _LISTED = 5  # object names quoted per problem; the rest are counted
@@ -202,6 +222,9 @@ async def audit_role(conn: psycopg.AsyncConnection[Any]) -> list[RoleProblem]:
                 f"ALTER ROLE {qme} NOSUPERUSER",
             )
         ]
+    managed = _managed_admin_problem(conn, me, groups, qme)
+    if managed is not None:
+        return [managed]  # like SUPERUSER: fix this first, then the audit reports the rest
     for row in reach:
         role = str(row[0])
         for index, code, attribute, negation, effect in attributes:
@@ -272,6 +295,29 @@ async def audit_role(conn: psycopg.AsyncConnection[Any]) -> list[RoleProblem]:
             )
         )
     return problems
+
+
+def _managed_admin_problem(
+    conn: psycopg.AsyncConnection[Any], me: str, groups: dict[str, str], qme: str
+) -> RoleProblem | None:
+    """The managed service's administrator role, when the reader is that role or reaches it."""
+    if me in MANAGED_ADMIN_ROLES:
+        return RoleProblem(
+            "managed_superuser",
+            f"role {me} is the administrator role of {MANAGED_ADMIN_ROLES[me]}: it can do nearly all a superuser "
+            "can, read-only mode aside",
+            'connect as a dedicated reader role instead: make reader-role creates one (docs: "Create the roles on '
+            'your database" in the README)',
+        )
+    for role, service in MANAGED_ADMIN_ROLES.items():
+        if role in groups:
+            return RoleProblem(
+                "managed_superuser",
+                f"role {me} is a member of {role}{_through(role, groups)}, the administrator role of {service}: "
+                "after SET ROLE it can do nearly all a superuser can",
+                _revoke_membership(conn, role, groups, qme),
+            )
+    return None
 
 
 async def _findings(conn: psycopg.AsyncConnection[Any], role: str) -> dict[str, list[_Finding]]:
