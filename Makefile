@@ -17,11 +17,14 @@ ADMIN_URL ?=
 SCHEMAS ?=
 FORCE ?=
 CA ?=
+# external: where your own PostgreSQL is (a libpq URI without user or password), and the role make restore uses there
+URL ?=
+ADMIN_USER ?= postgres
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password reader-role rotate-tls bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -51,6 +54,12 @@ rotate-password: ## give ROLE=<role> (required) a new random password and recrea
 # ADMIN_URL may hold a password: make exports it to the command's environment, never to its argv
 reader-role: venv ## create the MCP reader and backup roles on your own database: ADMIN_URL=<libpq URI> [FORCE=1] [SCHEMAS=a,b]
 	$(PY) -m pgmcp reader-role --schemas "$(SCHEMAS)" $(if $(filter 1,$(FORCE)),--force,)
+
+external: ## serve your own PostgreSQL instead of the bundled one: URL=postgresql://HOST[:PORT]/DB CA=<ca.crt>|system, then make up
+	ops/external.sh "$(URL)" "$(CA)" "$(ADMIN_USER)"
+
+bundled: ## back to the bundled postgres after make external (then make up)
+	ops/external.sh --off
 
 rotate-tls: ## give postgres a new TLS certificate from the stack's CA, no downtime (CA=1: a new CA too)
 	ops/rotate-tls.sh $(if $(filter 1,$(CA)),--ca,)
@@ -85,7 +94,7 @@ backups: ## list backup sets (id, age, size, verified, databases)
 	$(COMPOSE) exec -T backup python -m pgbackup list
 
 restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
-	$(COMPOSE) run --rm -T restore restore --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
+	ops/restore.sh --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
 
 restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
 	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"

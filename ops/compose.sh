@@ -2,6 +2,8 @@
 # Run Compose v2 (`docker compose`) on the stack with the right project name and base images.
 #   COMPOSE_PROJECT_NAME  project (container and volume prefix), default pgstack
 #   POSTGRES_IMAGE, PYTHON_IMAGE  override the choice ops/images.sh recorded
+#   PGSTACK_OVERRIDE_FILE  your Compose overrides (default compose/compose.override.yaml, used when it exists)
+# The files: compose/compose.yaml; compose/external.yaml in external mode (make external); the override last.
 # usage: ops/compose.sh COMPOSE-ARGS...
 #    ie: ops/compose.sh ps
 set -Eeuo pipefail
@@ -12,7 +14,14 @@ compose_main() {
 	ops_load_image_choice
 	ops_compose_version >/dev/null || ops_die "Docker Compose v2 (docker compose) is not installed" \
 		"hint: run make up (it installs the Compose v2 plugin pinned in requirements/dev.lock)"
-	exec docker compose --project-name "${COMPOSE_PROJECT_NAME:-pgstack}" --file "$OPS_COMPOSE_FILE" "$@"
+	local -a files=(--file "$OPS_COMPOSE_FILE")
+	if ops_external; then
+		files+=(--file "$OPS_EXTERNAL_FILE")
+	fi
+	if [[ -f "$OPS_OVERRIDE_FILE" ]]; then
+		files+=(--file "$OPS_OVERRIDE_FILE")
+	fi
+	exec docker compose --project-name "${COMPOSE_PROJECT_NAME:-pgstack}" "${files[@]}" "$@"
 }
 
 compose_main "$@"

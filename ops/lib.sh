@@ -9,6 +9,11 @@ OPS_STATE_DIR="${OPS_STATE_DIR:-$OPS_ROOT/.state}"
 # The development virtualenv (`make venv`).
 OPS_VENV="${OPS_VENV:-$OPS_ROOT/.venv}"
 OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
+# Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
+OPS_EXTERNAL_FILE="$OPS_ROOT/compose/external.yaml"
+# A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
+# --file is given, and ops/compose.sh gives them). PGSTACK_OVERRIDE_FILE names another one (tests do).
+OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.yaml}"
 OPS_ENV_FILE="$OPS_ROOT/compose/.env"
 # The uid/gid the stack's processes run as inside their containers (postgres, mcp, backup).
 OPS_SERVICE_UID=999
@@ -262,4 +267,25 @@ ops_setting() {
 		fi
 	fi
 	printf '%s' "$default"
+}
+
+# usage: ops_secrets_dir  -> the directory of the stack's secret files (SECRETS_DIR, default compose/secrets)
+ops_secrets_dir() {
+	printf '%s' "${SECRETS_DIR:-$OPS_ROOT/compose/secrets}"
+}
+
+# usage: ops_external
+# True in external mode: `make external` wrote the MCP server's database URL beside the other secrets.
+ops_external() {
+	[[ -s "$(ops_secrets_dir)/mcp_database_url" ]]
+}
+
+# usage: ops_external_target  -> ie: extdb.example.com:5432/app
+# Where the external database is, for messages: the host, port and database of the MCP server's URL.
+ops_external_target() {
+	local url
+	url="$(<"$(ops_secrets_dir)/mcp_database_url")"
+	url="${url#*://}"
+	url="${url#*@}"
+	printf '%s' "${url%%\?*}"
 }

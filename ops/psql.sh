@@ -18,6 +18,10 @@ psql_main() {
 		backup_operator) secret=backup_password ;;
 		*) ops_die "unknown role '$role'" "hint: use ROLE=postgres, app_owner, mcp_reader or backup_operator" ;;
 	esac
+	if ops_external; then
+		ops_die "external mode: the stack runs no postgres to open psql in" \
+			"hint: connect to your server as you always do, e.g. psql \"postgresql://$role@$(ops_external_target)?sslmode=verify-full&sslrootcert=<your CA>\""
+	fi
 	local -a tty=()
 	[[ -t 0 && -t 1 ]] || tty=(-T)
 	# shellcheck disable=SC2016 # expanded inside the container, on purpose

@@ -70,6 +70,10 @@ rotate_alter() {
 
 rotate_main() {
 	local role="${1:-}" secret service=""
+	if ops_external; then
+		ops_die "external mode: the roles live on your server, which this script does not change" \
+			"hint: run make reader-role ADMIN_URL=<an admin's URL> after removing the role's file from $(ops_secrets_dir): it writes a new password and sets it there, then make up"
+	fi
 	case "$role" in
 		mcp_reader) secret=mcp_reader_password service=mcp ;;
 		backup_operator) secret=backup_password service=backup ;;

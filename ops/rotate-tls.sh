@@ -64,6 +64,10 @@ rotate_tls_serve() {
 
 rotate_tls_main() {
 	local new_ca=0
+	if ops_external; then
+		ops_die "external mode: your server's certificate is yours to rotate; the stack only trusts its CA" \
+			"hint: after a new CA, run make external again with CA=<the new ca.crt> (and the same URL), then make up"
+	fi
 	case "${1:-}" in
 		"") ;;
 		--ca) new_ca=1 ;;

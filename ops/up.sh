@@ -4,6 +4,7 @@
 #   2. secrets (generated once) and compose/.env (copied from .env.example once)
 #   3. base images (official ones, or offline stand-ins built once)
 #   4. build the mcp and backup images, start everything, wait until every service is healthy
+#      (in external mode, `make external`, mcp and backup only: the database is yours)
 # usage: ops/up.sh
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
@@ -18,6 +19,19 @@ up_main() {
 	fi
 	"$OPS_ROOT/ops/images.sh"
 	ops_build_services
+	if ops_external; then
+		ops_step "starting mcp and backup against $(ops_external_target) (external mode: no bundled postgres)"
+		"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans mcp backup
+		"$OPS_ROOT/ops/wait-healthy.sh" mcp backup
+		cat >&2 <<-EOM
+			==> the stack is up, after $(ops_elapsed)
+			    PostgreSQL  yours: $(ops_external_target)  (make bundled, then make up, to use the stack's own)
+			    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
+			    secrets     compose/secrets/  (mode 0600)
+			    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
+		EOM
+		return 0
+	fi
 	# postgres first: its first start (initdb, demo data) is the long wait, and wait-healthy shows it
 	ops_step "starting postgres (project ${COMPOSE_PROJECT_NAME:-pgstack})"
 	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres

@@ -306,8 +306,8 @@ def _managed_admin_problem(
             "managed_superuser",
             f"role {me} is the administrator role of {MANAGED_ADMIN_ROLES[me]}: it can do nearly all a superuser "
             "can, read-only mode aside",
-            'connect as a dedicated reader role instead: make reader-role creates one (docs: "Create the roles on '
-            'your database" in the README)',
+            'connect as a dedicated reader role instead: make reader-role creates one (README: "Create the roles on '
+            'your server")',
         )
     for role, service in MANAGED_ADMIN_ROLES.items():
         if role in groups:
