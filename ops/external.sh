@@ -30,7 +30,7 @@ external_check_url() {
 	local url="$1" authority rest
 	[[ -n "$url" ]] || ops_usage "no URL given" "$EXTERNAL_USAGE"
 	[[ "$url" =~ ^postgres(ql)?:// ]] ||
-		ops_usage "URL must be a libpq URI (postgresql://...), not '${url:0:20}...'" "$EXTERNAL_USAGE"
+		ops_usage "URL must be a libpq URI (postgresql://HOST/DATABASE)" "$EXTERNAL_USAGE"
 	rest="${url#*://}"
 	authority="${rest%%/*}"
 	if [[ "$authority" == *@* ]]; then

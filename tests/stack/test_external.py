@@ -269,7 +269,7 @@ def test_make_psql_says_the_database_is_yours(external_stack: Stack) -> None:
     result = make(external_stack.env(), "psql")
     assert result.returncode == 2  # make's status for a failed recipe (ops/psql.sh exited 1)
     assert "external mode: the stack runs no postgres" in result.stderr
-    assert "psql \"postgresql://postgres@extdb.test:5432/app?sslmode=verify-full" in result.stderr
+    assert 'psql "postgresql://postgres@extdb.test:5432/app?sslmode=verify-full' in result.stderr
 
 
 def test_the_reader_connects_over_verified_tls(external_stack: Stack, servers: ExternalServers) -> None:
@@ -345,7 +345,8 @@ class Broken:
 
 BROKEN = [
     Broken("wrong-ca", "postgresql://mcp_reader@extdb.test:5432/app?sslmode=verify-full&sslrootcert=/ca/root.crt",
-           ("the server's certificate is not signed by a CA that sslrootcert holds", "hint: set sslrootcert=/path/to/ca.crt in MCP_DATABASE_URL"),
+           ("the server's certificate is not signed by a CA that sslrootcert holds",
+            "hint: set sslrootcert=/path/to/ca.crt in MCP_DATABASE_URL"),
            ca="other"),
     Broken("wrong-host-name",
            "postgresql://mcp_reader@wrongname.test:5432/app?sslmode=verify-full&sslrootcert=/ca/root.crt",
@@ -400,6 +401,8 @@ def test_a_broken_connection_ends_startup_with_status_5_and_the_fix(
     for words in broken.words:
         assert words in output, f"{words!r} not in:\n{output}"
     assert password not in output
-    assert elapsed < STARTUP_TIMEOUT_S + 30, f"startup took {elapsed:.0f} s with MCP_STARTUP_TIMEOUT={STARTUP_TIMEOUT_S}s"
+    assert elapsed < STARTUP_TIMEOUT_S + 30, (
+        f"startup took {elapsed:.0f} s with MCP_STARTUP_TIMEOUT={STARTUP_TIMEOUT_S}s"
+    )
     if broken.id != "refused-port":  # nothing to wait for: no retry
         assert "attempts in" not in output

@@ -12,7 +12,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -119,43 +119,54 @@ def test_the_backup_sidecar_connects_with_verify_full(stack: Stack) -> None:
 
 
 @pytest.fixture
-def mcp_with_sslmode(stack: Stack) -> Iterator[Stack]:
-    """The test recreates mcp with another MCP_DATABASE_SSLMODE; the stack's own comes back afterwards."""
-    yield stack
+def recreate_mcp(stack: Stack) -> Iterator[Callable[[str], None]]:
+    """Recreate mcp with another MCP_DATABASE_SSLMODE; the stack's own comes back afterwards."""
+
+    def recreate(sslmode: str) -> None:
+        subprocess.run(
+            [str(REPO / "ops" / "compose.sh"), "up", "-d", "--no-deps", "--force-recreate", "mcp"],
+            env={**stack.env(), "MCP_DATABASE_SSLMODE": sslmode},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    yield recreate
     stack.compose("up", "-d", "--no-deps", "--force-recreate", "mcp")
     stack.wait_healthy("mcp")
 
 
 @pytest.mark.parametrize("sslmode", ["require", "verify-ca", "prefer"])
-def test_every_sslmode_but_disable_works_for_mcp(mcp_with_sslmode: Stack, sslmode: str) -> None:
+def test_every_sslmode_but_disable_works_for_mcp(
+    stack: Stack, recreate_mcp: Callable[[str], None], sslmode: str
+) -> None:
     """The bug: MCP_DATABASE_SSLMODE=require broke the bundled stack."""
-    stack = mcp_with_sslmode
-    env = {**stack.env(), "MCP_DATABASE_SSLMODE": sslmode}
-    subprocess.run(
-        [str(REPO / "ops" / "compose.sh"), "up", "-d", "--no-deps", "--force-recreate", "mcp"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    recreate_mcp(sslmode)
     stack.wait_healthy("mcp")
     assert f"MCP_DATABASE_SSLMODE={sslmode}" in stack.exec("mcp", "env").stdout
 
 
-def test_sslmode_disable_stops_mcp_with_the_reason(mcp_with_sslmode: Stack) -> None:
-    stack = mcp_with_sslmode
-    env = {**stack.env(), "MCP_DATABASE_SSLMODE": "disable"}
-    subprocess.run(
-        [str(REPO / "ops" / "compose.sh"), "up", "-d", "--no-deps", "--force-recreate", "mcp"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+def test_sslmode_disable_stops_mcp_with_the_reason(stack: Stack, recreate_mcp: Callable[[str], None]) -> None:
+    recreate_mcp("disable")
     with pytest.raises(StackError):
         stack.wait_healthy("mcp", timeout=90)
     logs = stack.compose("logs", "--no-log-prefix", "mcp").stdout
     assert "no encryption" in logs, logs[-3000:]
+    assert "set MCP_DATABASE_SSLMODE=verify-full (or require)" in logs, logs[-3000:]
+
+
+def test_the_readmes_host_side_psql_connects_with_verify_full(stack: Stack) -> None:
+    """The README's psql command (Connecting), as a user runs it on the host: TLS, verified with ca.crt."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Connecting", 1)[1].split("\n## ", 1)[0]
+    [command] = [line for line in re.findall(r"```bash\n(.*?)```", section, flags=re.S) if "psql" in line]
+    assert "sslmode=verify-full sslrootcert=compose/secrets/ca.crt" in command
+    command = command.replace("port=5432", f"port={stack.pg_port}").replace("compose/secrets/", f"{stack.secrets_dir}/")
+    result = subprocess.run(
+        ["bash", "-Eeuo", "pipefail", "-c", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "t"
 
 
 def test_rotate_tls_serves_a_new_certificate_without_a_restart(stack: Stack) -> None:
