@@ -162,6 +162,32 @@ def test_a_fresh_database_gets_both_roles_and_keeps_the_app_working(
     assert_app_keeps_working(target)
 
 
+def test_another_read_only_reader_is_not_granted_temp_by_name(
+    target: Target, no_terminal: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second MCP reader on the same server (its sessions start read-only) loses TEMP with PUBLIC's and is told
+    so in a note; granting it TEMP by name would make its own startup audit fail."""
+    other = f"{target.reader}_two"
+    with target.superuser() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(other)))
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(other)))
+    try:
+        assert target.run("--force") == ExitCode.OK
+        out = capsys.readouterr().out
+        granted = next(line for line in out.splitlines() if line.startswith("GRANT TEMPORARY ON DATABASE"))
+        assert f'"{target.app}"' in granted and other not in granted
+        note = next(line for line in out.splitlines() if "start read-only sessions" in line)
+        assert other in note and f'GRANT TEMPORARY ON DATABASE "{target.name}" TO each one that needs it' in note
+        with target.superuser() as conn:
+            row = conn.execute(
+                "SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", (other,)
+            ).fetchone()
+        assert row == (False,)
+    finally:
+        with target.superuser() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
+
+
 def test_a_second_run_changes_nothing(target: Target, no_terminal: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert target.run("--force") == ExitCode.OK
     before = catalog(target)

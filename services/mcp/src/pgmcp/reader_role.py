@@ -367,9 +367,15 @@ WHERE d.datallowconn
 ORDER BY 1
 """
 # Each role that can log in, could use the object through PUBLIC, and holds the privilege through no other grant
-# it inherits: it loses the privilege with PUBLIC's, so it is granted it by name.
+# it inherits: it loses the privilege with PUBLIC's, so it is granted it by name; unless its sessions start
+# read-only (default_transaction_read_only=on on the role, as every MCP reader's): another reader must not get
+# what the audit refuses, so it is listed in a note instead (`read_only` is true).
 _LOSERS_SQL = """
-SELECT r.rolname FROM pg_roles r
+SELECT r.rolname, EXISTS (
+         SELECT 1 FROM pg_db_role_setting s
+         WHERE s.setrole = r.oid AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+           AND 'default_transaction_read_only=on' = ANY(s.setconfig)) AS read_only
+FROM pg_roles r
 WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> ALL(%(ours)s)
   AND {reach}
   AND NOT EXISTS (SELECT 1 FROM aclexplode({acl}) a
@@ -399,14 +405,30 @@ def _public_create(conn: psycopg.Connection[Any], plan: Plan, ours: Sequence[str
         _public_fix(conn, plan, f"schema {schema}", "CREATE ON SCHEMA", str(schema), losers)
 
 
-def _losers(conn: psycopg.Connection[Any], query: str, name: str, privilege: str, ours: Sequence[str]) -> list[str]:
+def _losers(
+    conn: psycopg.Connection[Any], query: str, name: str, privilege: str, ours: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(the roles granted the privilege by name, the read-only ones left without it)."""
     params = {"object": name, "privilege": privilege, "ours": list(ours)}
-    return [str(row[0]) for row in conn.execute(query, params).fetchall()]
+    rows = conn.execute(query, params).fetchall()
+    return [str(row[0]) for row in rows if not row[1]], [str(row[0]) for row in rows if row[1]]
 
 
 def _public_fix(
-    conn: psycopg.Connection[Any], plan: Plan, what: str, privilege_on: str, name: str, losers: list[str]
+    conn: psycopg.Connection[Any],
+    plan: Plan,
+    what: str,
+    privilege_on: str,
+    name: str,
+    found: tuple[list[str], list[str]],
 ) -> None:
+    losers, readers = found
+    if readers:
+        plan.notes.append(
+            f"{', '.join(readers)} start read-only sessions (default_transaction_read_only=on, as an MCP reader does) "
+            f"and lose {privilege_on.split()[0]} on {what} with PUBLIC's, not granted it by name: "
+            f"GRANT {privilege_on} {sql.Identifier(name).as_string(conn)} TO each one that needs it"
+        )
     kept = f"; {', '.join(losers)} keep it by name" if losers else "; no other role that can log in uses it"
     plan.steps.append(
         _step(
