@@ -373,7 +373,8 @@ ORDER BY 1
 _LOSERS_SQL = """
 SELECT r.rolname, EXISTS (
          SELECT 1 FROM pg_db_role_setting s
-         WHERE s.setrole = r.oid AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+         WHERE s.setrole = r.oid
+           AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
            AND 'default_transaction_read_only=on' = ANY(s.setconfig)) AS read_only
 FROM pg_roles r
 WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> ALL(%(ours)s)
