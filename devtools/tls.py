@@ -64,8 +64,9 @@ class CertificateAuthority:
         path.chmod(0o644)
         return path
 
-    def issue(self, names: list[str], days: int = 30) -> tuple[bytes, bytes]:
-        """A server certificate for `names` (DNS names and IP addresses): (certificate PEM, key PEM)."""
+    def issue(self, names: list[str], days: int = 30, *, client: bool = False) -> tuple[bytes, bytes]:
+        """A server certificate for `names` (DNS names and IP addresses): (certificate PEM, key PEM). With
+        `client`, a client certificate instead: its common name `names[0]` is the PostgreSQL role it logs in as."""
         key = ec.generate_private_key(ec.SECP256R1())
         alternatives: list[x509.GeneralName] = []
         for name in names:
@@ -84,7 +85,10 @@ class CertificateAuthority:
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         )
         key_pem = key.private_bytes(

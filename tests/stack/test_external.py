@@ -91,6 +91,7 @@ class ExternalServers:
     plain: Any  # docker container, no TLS
     port: int  # extdb on 127.0.0.1
     ca: Path  # extdb's CA certificate
+    authority: CertificateAuthority  # that CA: it also signs client certificates the server accepts
     other_ca: Path  # a CA that signed nothing here
 
     def psql(self, sql: str, database: str = "app", container: Any = None) -> str:
@@ -173,7 +174,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalServer
             container.start()
         for container in (extdb, plain):
             _wait_ready(container)
-        found = ExternalServers(network.name, extdb, plain, port, files.ca_crt, other_ca)
+        found = ExternalServers(network.name, extdb, plain, port, files.ca_crt, ca, other_ca)
         found.psql(CRM_SCHEMA.format(password=WRITER_PASSWORD))
         yield found
     finally:
@@ -406,3 +407,72 @@ def test_a_broken_connection_ends_startup_with_status_5_and_the_fix(
     )
     if broken.id != "refused-port":  # nothing to wait for: no retry
         assert "attempts in" not in output
+
+
+CERT_READER = "mcp_cert_reader"
+CERT_READER_SQL = f"""
+CREATE ROLE {CERT_READER} LOGIN CONNECTION LIMIT 20;
+ALTER ROLE {CERT_READER} SET default_transaction_read_only = on;
+GRANT CONNECT ON DATABASE app TO {CERT_READER};
+GRANT USAGE ON SCHEMA crm TO {CERT_READER};
+GRANT SELECT ON ALL TABLES IN SCHEMA crm TO {CERT_READER};
+"""
+
+
+def test_a_client_certificate_from_secret_files_logs_in(
+    external_stack: Stack, servers: ExternalServers, tmp_path: Path
+) -> None:
+    """sslcert/sslkey in MCP_DATABASE_URL, as files mounted into the container (secrets in a user's override):
+    the server authenticates the reader by its certificate (pg_hba `cert`), no password set at all."""
+    servers.psql(CERT_READER_SQL)
+    servers.psql("ALTER SYSTEM SET ssl_ca_file = '/tls/ca.crt'")  # the CA whose client certificates it accepts
+    hba = "/var/lib/postgresql/18/docker/pg_hba.conf"
+    line = f"hostssl app {CERT_READER} all cert"
+    assert servers.extdb.exec_run(["sh", "-c", f"sed -i '1i {line}' {hba}"]).exit_code == 0
+    servers.psql("SELECT pg_reload_conf()")
+    files = tmp_path / "client"
+    files.mkdir()
+    (files / "root.crt").write_bytes(servers.ca.read_bytes())
+    certificate, key = servers.authority.issue([CERT_READER], client=True)  # ssl_ca_file trusts its CA
+    (files / "client.crt").write_bytes(certificate)
+    (files / "client.key").write_bytes(key)
+    for path in files.iterdir():
+        os.chown(path, 999, 999)
+        path.chmod(0o600)
+    files.chmod(0o755)
+    url = (
+        f"postgresql://{CERT_READER}@extdb.test:5432/app?sslmode=verify-full&sslrootcert=/ca/root.crt"
+        "&sslcert=/ca/client.crt&sslkey=/ca/client.key"
+    )
+    container = docker.from_env().containers.run(
+        mcp_image(),
+        detach=True,
+        user="999:999",
+        environment={
+            "MCP_DATABASE_URL": url,
+            "MCP_API_KEYS": "default:" + random_tokens.token_urlsafe(24),
+            "MCP_BIND_HOST": "0.0.0.0",
+        },
+        volumes={str(files): {"bind": "/ca", "mode": "ro"}},
+        network=servers.network,
+        read_only=True,
+        cap_drop=["ALL"],
+    )
+    try:
+
+        def serving() -> bool:
+            container.reload()
+            if container.status == "exited":
+                raise AssertionError(f"mcp exited:\n{container.logs().decode()[-3000:]}")
+            return "Uvicorn running" in container.logs().decode()
+
+        wait_until(serving, timeout=60, interval=0.5, what="mcp to serve with a client certificate")
+        shown = servers.psql(
+            "SELECT s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+            f"WHERE a.usename = '{CERT_READER}' LIMIT 1"
+        )
+    finally:
+        container.remove(force=True)
+        servers.extdb.exec_run(["sh", "-c", f"sed -i '1d' {hba}"])
+        servers.psql("SELECT pg_reload_conf()")
+    assert shown == f"/CN={CERT_READER}"
