@@ -131,6 +131,11 @@ LEGIT: dict[str, str] = {
     "sizes": "SELECT relname, pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'shop' AND c.relkind = 'r' "
     "ORDER BY pg_total_relation_size(c.oid) DESC",
+    "replication-state": "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(), "
+    "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END, "
+    "CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END, "
+    "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END IS NOT NULL",
+    "wal-position": "SELECT pg_current_wal_insert_lsn() >= pg_current_wal_flush_lsn()",
     # the catalogue, as a reader sees it
     "information-schema": "SELECT table_name, column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = 'shop' ORDER BY table_name, ordinal_position",

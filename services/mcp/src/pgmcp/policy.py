@@ -79,6 +79,16 @@ ALLOWED_VOLATILE: frozenset[str] = frozenset(
         "pg_indexes_size",
         "pg_database_size",
         "pg_tablespace_size",
+        # where the server reads from: a standby or the primary, and how far behind replay is
+        "pg_is_in_recovery",
+        "pg_last_wal_receive_lsn",
+        "pg_last_wal_replay_lsn",
+        "pg_last_xact_replay_timestamp",
+        "pg_is_wal_replay_paused",
+        "pg_get_wal_replay_pause_state",
+        "pg_current_wal_lsn",
+        "pg_current_wal_insert_lsn",
+        "pg_current_wal_flush_lsn",
     }
 )
 
