@@ -76,7 +76,8 @@ def test_http_readyz_and_tool_errors_follow_the_database(private_pg: NativePostg
     server = start_mcp_process(private_pg, overrides={"MCP_POOL_TIMEOUT": "500ms", "MCP_POOL_MIN_SIZE": "1"})
     host = {"Host": f"127.0.0.1:{server.port}"}
     try:
-        assert http_get(f"{server.base}/readyz", headers=host) == (200, '{"status":"ready"}')
+        status, body = http_get(f"{server.base}/readyz", headers=host)
+        assert (status, json.loads(body)["status"]) == (200, "ready")
         private_pg.stop()
         try:
             status, body = http_get(f"{server.base}/readyz", headers=host)

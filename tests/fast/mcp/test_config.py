@@ -68,6 +68,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_DEV_ALLOW_PRIVILEGED_ROLE": "false",
         "MCP_ALLOW_PUBLIC_TEMP": "true",
         "MCP_STARTUP_TIMEOUT": "30s",
+        "MCP_WORKERS": "3",
     }
     # MCP_DATABASE_URL excludes the split connection settings: test_database_url.py reads it
     every = {variable.env for variable in VARIABLES if variable.env != "MCP_DATABASE_URL"}
@@ -78,6 +79,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.allowed_hosts == ("mcp.internal:8443", "localhost")
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
     assert settings.allow_public_temp is True
+    assert settings.workers == 3
     assert settings.allow_explain_analyze is True and settings.pool_max_size == 19
     assert settings.database_target() == "reader@postgres:5433/shopdb"
     conninfo = settings.database_conninfo()

@@ -5,7 +5,7 @@
 
 Exit status (`pgmcp.errors.ExitCode`, the same table as pgbackup's, docs/conventions.md): 0 after a clean
 shutdown, 2 usage, 3 invalid configuration, 4 startup refused (role audit), 5 database unreachable at startup,
-70 a bug.
+70 a bug. With `MCP_WORKERS` above 1 the process is the supervisor of that many workers (`pgmcp.workers`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,28 @@ import argparse
 import importlib.util
 import logging
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pgmcp import generated, healthcheck, logs
 from pgmcp.config import VARIABLES, Settings, default_values
 from pgmcp.errors import ConfigError, ExitCode, PgMcpError, exit_status
+from pgmcp.workers import (
+    Shared,
+    Supervisor,
+    WorkerSlot,
+    bind,
+    cleanup_metrics_directory,
+    pool_share,
+    prepare_metrics_directory,
+    worker_count,
+)
+
+if TYPE_CHECKING:
+    from pgmcp.service import Service
 
 # The server's modules (the MCP SDK, uvicorn, psycopg) are imported only to serve: the health check runs every
 # few seconds in the container and must stay cheap.
@@ -72,13 +87,13 @@ def print_settings(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-async def serve_http(settings: Settings) -> None:
+async def serve_http(settings: Settings, worker: WorkerSlot | None = None, sock: socket.socket | None = None) -> None:
+    """Serve HTTP: the whole server, or one of its workers on the supervisor's socket (`pgmcp.workers`)."""
     import uvicorn
 
     from pgmcp.app import create_app
-    from pgmcp.service import Service
 
-    app = create_app(settings)
+    app = create_app(settings, worker=worker)
     service: Service = app.state.service
     await service.open()
     try:
@@ -93,10 +108,78 @@ async def serve_http(settings: Settings) -> None:
             proxy_headers=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
-        logger.info("serving MCP on http://%s:%s/mcp", settings.bind_host, settings.port)
-        await uvicorn.Server(config).serve()
+        if worker is None:
+            logger.info("serving MCP on http://%s:%s/mcp", settings.bind_host, settings.port)
+        if worker is not None:
+            worker.shared.set_serving(worker.index, True)
+        try:
+            await uvicorn.Server(config).serve(sockets=[sock] if sock is not None else None)
+        finally:
+            if worker is not None:
+                worker.shared.set_serving(worker.index, False)
     finally:
         await service.close()
+
+
+async def check_startup(settings: Settings, workers: int) -> None:
+    """The startup checks of `Service.open` (probe, role audit, the pool against the connection limits), once for
+    all the workers, before anything listens."""
+    from pgmcp.layers import ALL_LAYERS
+    from pgmcp.service import Service
+
+    service = Service.build(settings, ALL_LAYERS, principal="startup")
+    await service.open()
+    await service.close()
+    logger.info(
+        "startup checks passed: serving MCP on http://%s:%s/mcp with %d workers, each with up to %d of the %d "
+        "pooled connections",
+        settings.bind_host, settings.port, workers, pool_share(settings.pool_max_size, workers, 0),
+        settings.pool_max_size,
+    )  # fmt: skip
+
+
+def serve_workers(settings: Settings, workers: int, run: Callable[..., None]) -> int:
+    """The supervisor of `workers` processes (`pgmcp.workers`); its exit status."""
+    try:
+        directory = prepare_metrics_directory()
+    except PgMcpError as exc:
+        print(f"pgmcp: {exc}", file=sys.stderr)
+        return exit_status(exc)
+    try:
+        try:
+            run(check_startup, settings, workers)
+        except PgMcpError as exc:
+            logger.error("%s", exc)
+            print(f"pgmcp: {exc}", file=sys.stderr)
+            return exit_status(exc)
+        from prometheus_client import multiprocess
+
+        sock = bind(settings.bind_host, settings.port)
+        shared = Shared(workers, [key.name for key in settings.api_keys])
+
+        def run_worker(slot: WorkerSlot) -> int:
+            logs.configure(settings.log_level, sys.stdout, worker=slot.index)
+            return _run_server(lambda: run(serve_http, settings, slot, sock))
+
+        return Supervisor(shared, run_worker, multiprocess.mark_process_dead).run()
+    finally:
+        cleanup_metrics_directory(directory)
+
+
+def _run_server(serve: Callable[[], None]) -> int:
+    """Run `serve` and turn what escapes it into the exit status."""
+    try:
+        serve()
+    except PgMcpError as exc:
+        logger.error("%s", exc)
+        print(f"pgmcp: {exc}", file=sys.stderr)
+        return exit_status(exc)
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    except Exception:
+        logger.exception("the server failed with an unexpected error (a bug: please report it with this log)")
+        return ExitCode.INTERNAL
+    return ExitCode.OK
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -142,20 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     import anyio
 
     logs.configure(settings.log_level, stream)
-    try:
-        # uvloop (and httptools, which uvicorn picks by itself) when installed: about 15% off each call's latency
-        uvloop = importlib.util.find_spec("uvloop") is not None
-        anyio.run(serve_stdio if args.stdio else serve_http, settings, backend_options={"use_uvloop": uvloop})
-    except PgMcpError as exc:
-        logger.error("%s", exc)
-        print(f"pgmcp: {exc}", file=sys.stderr)
-        return exit_status(exc)
-    except KeyboardInterrupt:
-        return ExitCode.OK
-    except Exception:
-        logger.exception("the server failed with an unexpected error (a bug: please report it with this log)")
-        return ExitCode.INTERNAL
-    return ExitCode.OK
+    # uvloop (and httptools, which uvicorn picks by itself) when installed: about 15% off each call's latency
+    uvloop = importlib.util.find_spec("uvloop") is not None
+
+    def run(function: Callable[..., Awaitable[None]], *arguments: Any) -> None:
+        anyio.run(function, *arguments, backend_options={"use_uvloop": uvloop})
+
+    if args.stdio:
+        return _run_server(lambda: run(serve_stdio, settings))
+    workers = worker_count(settings)
+    if workers > 1:
+        return serve_workers(settings, workers, run)
+    return _run_server(lambda: run(serve_http, settings))
 
 
 __all__ = ["main", "serve_http", "serve_stdio"]

@@ -14,10 +14,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,9 +28,19 @@ from starlette.routing import BaseRoute, Route
 from pgmcp import __version__, prompts, resources, tools
 from pgmcp.config import Settings
 from pgmcp.errors import ConfigError
-from pgmcp.http import MCP_PATH, ApiKeyAuth, BodyLimit, HostOriginGuard, KeyConcurrencyLimit, StatelessOnly
+from pgmcp.http import (
+    MCP_PATH,
+    ApiKeyAuth,
+    BodyLimit,
+    HostOriginGuard,
+    KeyConcurrencyLimit,
+    SharedInFlight,
+    StatelessOnly,
+)
 from pgmcp.layers import ALL_LAYERS, Layers
+from pgmcp.metrics import POOL_REFRESH_S
 from pgmcp.service import Service
+from pgmcp.workers import WorkerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +120,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def create_app(settings: Settings, *, layers: Layers = ALL_LAYERS) -> Starlette:
+def create_app(settings: Settings, *, layers: Layers = ALL_LAYERS, worker: WorkerSlot | None = None) -> Starlette:
     """The HTTP application. Refuses to build without API keys: the endpoint is never open."""
     if not settings.api_keys:
         raise ConfigError(
@@ -118,7 +129,7 @@ def create_app(settings: Settings, *, layers: Layers = ALL_LAYERS) -> Starlette:
                 "(generate keys with `openssl rand -hex 32`); HTTP is never served without authentication"
             ]
         )
-    return build_app(Service.build(settings, layers, principal="anonymous"))
+    return build_app(Service.build(settings, layers, principal="anonymous", worker=worker))
 
 
 def build_app(service: Service) -> Starlette:
@@ -141,18 +152,35 @@ def build_app(service: Service) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
+        """Ready when the database answers; with workers, for the container: every worker must serve too."""
         problem = await service.database.ping(READY_TIMEOUT_S)
+        workers: dict[str, Any] = {}
+        if service.worker is not None:
+            serving = service.worker.shared.serving()
+            total = service.worker.workers
+            workers = {"worker": service.worker.index, "workers": {"serving": len(serving), "total": total}}
+            if problem is None and len(serving) < total:
+                missing = sorted(set(range(total)) - set(serving))
+                problem = f"worker {', '.join(map(str, missing))} of {total} is not serving (starting or restarting)"
         if problem is None:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
+            return JSONResponse({"status": "ready", **workers})
+        return JSONResponse({"status": "unavailable", "reason": problem, **workers}, status_code=503)
 
     async def metrics_endpoint(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def refresh_pool_gauges() -> None:
+        while True:
+            metrics.refresh()
+            await anyio.sleep(POOL_REFRESH_S)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with mcp.session_manager.run():
+        async with mcp.session_manager.run(), anyio.create_task_group() as group:
+            if metrics.multiprocess:
+                group.start_soon(refresh_pool_gauges)
             yield
+            group.cancel_scope.cancel()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -173,7 +201,8 @@ def build_app(service: Service) -> Starlette:
             KeyConcurrencyLimit,
             limit=settings.max_concurrency_per_key,
             on_reject=rejected,
-            on_change=lambda key, count: metrics.in_flight.labels(key).set(count),
+            on_change=lambda key, delta: metrics.in_flight.labels(key).inc(delta),
+            in_flight=SharedInFlight(settings.max_concurrency_per_key, service.worker) if service.worker else None,
         ),
         Middleware(BodyLimit, max_bytes=settings.max_request_bytes, on_reject=rejected),
     ]

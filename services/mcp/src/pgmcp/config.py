@@ -100,6 +100,7 @@ class Settings:
     dev_allow_privileged_role: bool = False
     allow_public_temp: bool = False
     startup_timeout_ms: int = 60_000
+    workers: int = 0  # 0: as many as the container has CPUs (`pgmcp.workers.worker_count`)
 
     def __post_init__(self) -> None:
         problems = _check_values({spec.field: getattr(self, spec.field) for spec in VARIABLES})
@@ -261,6 +262,14 @@ class Whole:
     @property
     def allowed(self) -> str:
         return f"{self.spell(self.low)} to {self.spell(self.high)}"
+
+
+def _workers_read(raw: str) -> int:
+    return 0 if raw.strip().lower() == "auto" else _whole_number(raw)
+
+
+def _workers_spell(value: int) -> str:
+    return "auto" if value == 0 else str(value)
 
 
 def duration(low: int, high: int) -> Whole:
@@ -636,7 +645,16 @@ VARIABLES: tuple[Variable, ...] = (
         "MCP_MAX_CONCURRENCY_PER_KEY",
         "max_concurrency_per_key",
         Whole(1, 1000),
-        "requests one API key may have in flight; more get 429 with `Retry-After`",
+        "requests one API key may have in flight in this server (all its workers together); more get 429 with "
+        "`Retry-After`. Behind a load balancer each replica counts its own",
+    ),
+    Variable(
+        "MCP_WORKERS",
+        "workers",
+        Whole(0, 64, _workers_read, _workers_spell),
+        "server processes sharing the port (`auto`: one per CPU the container may use); the pool sizes and the "
+        "per-key limit are this server's totals, shared by its workers",
+        default_doc="auto",
     ),
     Variable(
         "MCP_MAX_REQUEST_BYTES",
@@ -911,6 +929,12 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"MCP_POOL_MIN_SIZE={values['pool_min_size']} is above MCP_POOL_MAX_SIZE={values['pool_max_size']}\n"
             "hint: lower the minimum"
+        )
+    if values["workers"] > values["pool_max_size"]:
+        problems.append(
+            f"MCP_WORKERS={values['workers']} is more than MCP_POOL_MAX_SIZE={values['pool_max_size']}, which the "
+            "workers share: each needs a connection of its own\nhint: raise MCP_POOL_MAX_SIZE to at least "
+            f"{values['workers']}, or lower MCP_WORKERS"
         )
     if values["pool_timeout_ms"] >= values["statement_timeout_ms"]:
         problems.append(

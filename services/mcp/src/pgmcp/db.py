@@ -113,9 +113,12 @@ class ServerInfo:
 class Database:
     """The pool of connections as the reader role, plus what startup learnt about the server."""
 
-    def __init__(self, settings: Settings, layers: Layers) -> None:
+    def __init__(self, settings: Settings, layers: Layers, *, pool_sizes: tuple[int, int] | None = None) -> None:
+        """`pool_sizes` (min, max): this process's share of MCP_POOL_MIN_SIZE and MCP_POOL_MAX_SIZE when several
+        workers share them (`pgmcp.workers`); the checks at startup stay on the totals."""
         self._settings = settings
         self._layers = layers
+        self._pool_sizes = pool_sizes or (settings.pool_min_size, settings.pool_max_size)
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._diagnosis: tuple[float, str] | None = None
         self._diagnosis_lock = anyio.Lock()
@@ -139,8 +142,8 @@ class Database:
             await conn.close()
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             kwargs={**settings.database_conninfo(), **_CONNECTION_OPTIONS},
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
+            min_size=self._pool_sizes[0],
+            max_size=self._pool_sizes[1],
             open=False,
             name="pgmcp",
             timeout=settings.pool_timeout_ms / 1000,

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmcp.config import ApiKey
 from pgmcp.service import CALLER
+from pgmcp.workers import WorkerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -317,27 +318,73 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class InFlight:
+    """The calls each key has in flight in this process, for `KeyConcurrencyLimit`. `pgmcp.workers.Shared` does
+    the same for all the workers of a server (`take(key)` and `give(key)` through a `WorkerSlot`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def take(self, key: str) -> int | None:
+        current = self._counts.get(key, 0)
+        if current >= self.limit:
+            return None
+        self._counts[key] = current + 1
+        return current + 1
+
+    def give(self, key: str) -> int:
+        remaining = self._counts[key] - 1
+        if remaining:
+            self._counts[key] = remaining
+        else:
+            del self._counts[key]
+        return remaining
+
+
+class SharedInFlight:
+    """`InFlight` over the server's workers: the limit counts every worker's calls (`pgmcp.workers.Shared`)."""
+
+    def __init__(self, limit: int, slot: WorkerSlot) -> None:
+        self.limit = limit
+        self._slot = slot
+
+    def take(self, key: str) -> int | None:
+        return self._slot.shared.take(self._slot.index, key, self.limit)
+
+    def give(self, key: str) -> int:
+        return self._slot.shared.give(self._slot.index, key)
+
+
 class KeyConcurrencyLimit:
-    """429 with `Retry-After` once a key has `limit` requests in flight on `/mcp`."""
+    """429 with `Retry-After` once a key has `limit` requests in flight on `/mcp` (in this server: all its
+    workers together when `in_flight` is a `SharedInFlight`)."""
 
     def __init__(
-        self, app: ASGIApp, *, limit: int, on_reject: Reject, on_change: Callable[[str, int], None] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        on_reject: Reject,
+        on_change: Callable[[str, int], None] | None = None,
+        in_flight: InFlight | SharedInFlight | None = None,
     ) -> None:
+        """`on_change(key, +1 or -1)`: a call of `key` started or ended here (the in-flight gauge of this
+        process, which the metrics add up over workers)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.app = app
         self._limit = limit
-        self._in_flight: dict[str, int] = {}
+        self._in_flight = in_flight or InFlight(limit)
         self._on_reject = on_reject
-        self._on_change = on_change or (lambda key, count: None)
+        self._on_change = on_change or (lambda key, delta: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = CALLER.get()
         if scope["type"] != "http" or key is None:
             await self.app(scope, receive, send)
             return
-        current = self._in_flight.get(key, 0)
-        if current >= self._limit:
+        if self._in_flight.take(key) is None:
             self._on_reject("too_many_requests")
             await send_error(
                 send,
@@ -347,17 +394,12 @@ class KeyConcurrencyLimit:
                 [("retry-after", str(RETRY_AFTER_S))],
             )
             return
-        self._in_flight[key] = current + 1
-        self._on_change(key, current + 1)
+        self._on_change(key, 1)
         try:
             await self.app(scope, receive, send)
         finally:
-            remaining = self._in_flight[key] - 1
-            if remaining:
-                self._in_flight[key] = remaining
-            else:
-                del self._in_flight[key]
-            self._on_change(key, remaining)
+            self._in_flight.give(key)
+            self._on_change(key, -1)
 
 
 def _is_mcp_path(path: str) -> bool:
@@ -369,7 +411,9 @@ __all__ = [
     "ApiKeyAuth",
     "BodyLimit",
     "HostOriginGuard",
+    "InFlight",
     "KeyConcurrencyLimit",
+    "SharedInFlight",
     "StatelessOnly",
     "send_error",
 ]

@@ -13,7 +13,12 @@ _CHATTY = ("mcp", "psycopg.pool", "uvicorn.access", "httpx2", "httpcore2")
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts": ..., "level": ..., "logger": ..., "msg": ..., <audit fields>}`."""
+    """`{"ts": ..., "level": ..., "logger": ..., "msg": ..., <audit fields>}`, and `"worker": N` on every line of
+    worker N when a server runs several (`pgmcp.workers`)."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
@@ -22,6 +27,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self._worker is not None:
+            event["worker"] = self._worker
         audit = getattr(record, "audit", None)
         if isinstance(audit, dict):
             event.update(audit)
@@ -30,10 +37,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=False, default=str)
 
 
-def configure(level: str, stream: TextIO | None = None) -> None:
+def configure(level: str, stream: TextIO | None = None, *, worker: int | None = None) -> None:
     """Send every log record to `stream` (stdout for HTTP, stderr for stdio, where stdout is the protocol)."""
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(worker))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

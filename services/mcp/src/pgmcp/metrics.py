@@ -2,16 +2,23 @@
 
 Labels are bounded sets (tool names, outcomes, rule ids, rejection reasons): never SQL text, key secrets or
 anything a client can vary freely.
+
+With several workers (`pgmcp.workers`) each worker's values go to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode) and `render()` adds every worker's up, whichever worker the scrape
+reaches: counters and histograms sum, gauges of live workers sum (`livesum`). The pool gauges, read from
+psycopg_pool at scrape time in one process, are written by each worker every `POOL_REFRESH_S` instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+POOL_REFRESH_S = 1.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -38,7 +45,9 @@ class _PoolCollector(Collector):
 class Metrics:
     """The server's counters and histograms."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess
+        self._pool_stats: Callable[[], Mapping[str, int]] | None = None
         self.registry = CollectorRegistry()
         registry = self.registry
         self.tool_calls = Counter(
@@ -73,7 +82,11 @@ class Metrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "pgmcp_requests_in_flight", "MCP requests being served, per API key name", ["key"], registry=registry
+            "pgmcp_requests_in_flight",
+            "MCP requests being served, per API key name",
+            ["key"],
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.watchdog_cancels = Counter(
             "pgmcp_watchdog_cancels",
@@ -82,7 +95,43 @@ class Metrics:
         )
 
     def watch_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
-        self.registry.register(_PoolCollector(stats))
+        if not self.multiprocess:
+            self.registry.register(_PoolCollector(stats))
+            return
+        self._pool_stats = stats
+        self._pool_connections = Gauge(
+            "pgmcp_pool_connections",
+            "database connections of the pool",
+            ["state"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._pool_waiting = Gauge(
+            "pgmcp_pool_requests_waiting",
+            "calls waiting for a pooled connection",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
+    def refresh(self) -> None:
+        """Write this worker's pool gauges (multiprocess mode; a no-op otherwise)."""
+        if self._pool_stats is None:
+            return
+        stats = self._pool_stats()
+        size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        self._pool_connections.labels("open").set(size)
+        self._pool_connections.labels("idle").set(available)
+        self._pool_connections.labels("in_use").set(max(0, size - available))
+        self._pool_waiting.set(stats.get("requests_waiting", 0))
+
+    def render(self) -> bytes:
+        """The text exposition of every metric: this server's, or with workers, all of theirs added up."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.refresh()
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 __all__ = ["Metrics"]

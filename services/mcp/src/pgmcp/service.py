@@ -15,6 +15,7 @@ from pgmcp.layers import Layers
 from pgmcp.metrics import Metrics
 from pgmcp.schema import SchemaReader
 from pgmcp.verdicts import Verdicts
+from pgmcp.workers import WorkerSlot, pool_share
 
 CALLER: ContextVar[str | None] = ContextVar("pgmcp_caller", default=None)
 """The API key name of the HTTP request being served, set by `pgmcp.http.ApiKeyAuth` around the request."""
@@ -33,14 +34,23 @@ class Service:
     metrics: Metrics
     principal: str
 
+    worker: WorkerSlot | None = None  # one of several worker processes (`pgmcp.workers`), else None
+
     @classmethod
-    def build(cls, settings: Settings, layers: Layers, principal: str) -> Service:
-        database = Database(settings, layers)
-        metrics = Metrics()
+    def build(cls, settings: Settings, layers: Layers, principal: str, worker: WorkerSlot | None = None) -> Service:
+        pool_sizes = None
+        if worker is not None:
+            pool_sizes = (
+                pool_share(settings.pool_min_size, worker.workers, worker.index),
+                pool_share(settings.pool_max_size, worker.workers, worker.index),
+            )
+        database = Database(settings, layers, pool_sizes=pool_sizes)
+        metrics = Metrics(multiprocess=worker is not None)
         executor = Executor(settings, layers, database, on_watchdog=metrics.watchdog_cancels.inc)
         metrics.watch_pool(database.pool_stats)
         verdicts = Verdicts(layers, explain_analyze=settings.allow_explain_analyze)
-        return cls(settings, layers, database, executor, verdicts, SchemaReader(executor, settings), metrics, principal)
+        reader = SchemaReader(executor, settings)
+        return cls(settings, layers, database, executor, verdicts, reader, metrics, principal, worker)
 
     async def open(self) -> None:
         """Open the database (probe, role audit, pool), then give the guard the function policy it read."""
