@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -122,7 +123,11 @@ def check_result(status: int, body: bytes) -> dict[str, Any]:
 
 
 def peak_rss_mb(pid: int) -> float:
-    """Peak resident set size (VmHWM) of a process, in MiB."""
+    """Peak resident set size (VmHWM) of a process, in MiB: with workers (`MCP_WORKERS`), the largest worker's
+    (each is one server process of its own; the supervisor only waits)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if children:
+        return max(peak_rss_mb(int(child)) for child in children)
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):

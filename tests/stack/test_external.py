@@ -460,17 +460,18 @@ def test_a_client_certificate_from_secret_files_logs_in(
     )
     try:
 
-        def serving() -> bool:
+        def pooled() -> str:
             container.reload()
             if container.status == "exited":
                 raise AssertionError(f"mcp exited:\n{container.logs().decode()[-3000:]}")
-            return "Uvicorn running" in container.logs().decode()
+            if "serving MCP on http" not in container.logs().decode():  # one worker or the supervisor
+                return ""
+            return servers.psql(  # the workers' pooled connections, once they are open
+                "SELECT s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                f"WHERE a.usename = '{CERT_READER}' LIMIT 1"
+            )
 
-        wait_until(serving, timeout=60, interval=0.5, what="mcp to serve with a client certificate")
-        shown = servers.psql(
-            "SELECT s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-            f"WHERE a.usename = '{CERT_READER}' LIMIT 1"
-        )
+        shown = wait_until(pooled, timeout=60, interval=0.5, what="mcp to serve with a client certificate")
     finally:
         container.remove(force=True)
         servers.extdb.exec_run(["sh", "-c", f"sed -i '1d' {hba}"])
