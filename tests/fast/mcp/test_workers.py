@@ -24,8 +24,8 @@ from devtools.net import free_port
 from pgmcp.config import Settings
 from pgmcp.workers import Shared, container_cpus, pool_share, worker_count
 from tests.fast.mcp.helpers import ALICE
-from tests.fixtures.pg import native_pg_fixture
 from tests.fast.mcp.raw_http import metric, post, rpc
+from tests.fixtures.pg import native_pg_fixture
 from tests.helpers import wait_until
 
 own_pg = native_pg_fixture(scope="module", demo_orders=10, doc="A server only these workers connect to.")
