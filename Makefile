@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -101,6 +101,9 @@ restore-drill: ## prove the latest backup restores: throwaway server, verify, RT
 
 bench: venv ## MCP benchmark: tool calls vs raw psycopg, medians and p95 (reports/bench-mcp.json)
 	$(PY) -m loadtests.bench_mcp
+
+bench-scale: venv ## MCP_WORKERS=1 vs 2: calls/s at 10 and 50 clients and single-client latency vs raw psycopg (reports/bench-scale.json)
+	$(PY) -m loadtests.bench_scale
 
 bench-backup: venv ## backup benchmark at 1M orders vs plain pg_dump/pg_restore (reports/)
 	$(PY) -m loadtests.bench_backup

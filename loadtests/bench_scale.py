@@ -1,0 +1,110 @@
+"""`make bench-scale`: what more server processes buy. `SELECT 1` tool calls per second at 10 and 50 clients, and
+the single-client median and p95, for `MCP_WORKERS=1` and `MCP_WORKERS=2`, each next to the same statement on a
+raw psycopg pool measured in the same run (the floor), on a private native PostgreSQL 18.
+
+Targets (this 2-core machine): at least 1,000 calls/s at 10 clients with the better worker count, and a
+single-client median no slower than the best peer's (DBHub 1.4.0: 1.82 ms, measured with one official-SDK client
+against each server in one run). The run exits 1 when one is missed (`--report-only` to just report); the report
+goes to reports/bench-scale.json. Replicas behind HAProxy and reads on a standby are not measured yet (see the
+README's Benchmarks). A benchmark, never part of `make test`: the machine's other load moves these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from psycopg_pool import AsyncConnectionPool
+
+from devtools.paths import REPO
+from loadtests.bench_mcp import MODERN, raw_client, raw_latency, summary, throughput, tool_client, tool_latency
+from loadtests.harness import Target, local_target
+
+REPORT = REPO / "reports" / "bench-scale.json"
+WORKER_COUNTS = (1, 2)
+CLIENTS = (10, 50)
+TARGETS = {"calls_per_s_at_10": 1000.0, "single_client_median_ms": 1.82}
+
+
+async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
+    """One server's numbers, each beside the raw psycopg floor measured right after it."""
+    result: dict[str, Any] = {"throughput": {}}
+    async with AsyncConnectionPool(target.pg.dsn("mcp_reader"), min_size=10, max_size=10, open=False) as pool:
+        await pool.wait()
+        result["latency"] = {
+            "mcp": summary(await tool_latency(target, "query", {"sql": "SELECT 1"}, calls, MODERN)),
+            "psycopg": summary(await raw_latency(pool, "SELECT 1", [], calls)),
+        }
+        for clients in CLIENTS:
+            result["throughput"][str(clients)] = {
+                "mcp_calls_per_s": await throughput(tool_client(target, "SELECT 1"), clients, seconds),
+                "psycopg_calls_per_s": await throughput(raw_client(pool, "SELECT 1"), clients, seconds),
+            }
+    return result
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    best_rate = max(run["throughput"]["10"]["mcp_calls_per_s"] for run in report["workers"].values())
+    best_median = min(run["latency"]["mcp"]["median_ms"] for run in report["workers"].values())
+    checks = [
+        ("calls/s at 10 clients (best worker count)", best_rate, TARGETS["calls_per_s_at_10"], ">="),
+        ("single-client median, ms (best worker count)", best_median, TARGETS["single_client_median_ms"], "<="),
+    ]
+    missed = []
+    report["targets"] = {}
+    for label, value, limit, relation in checks:
+        good = value >= limit if relation == ">=" else value <= limit
+        report["targets"][label] = {"value": value, "target": f"{relation} {limit}", "met": good}
+        if not good:
+            missed.append(f"{label}: {value}, target {relation} {limit}")
+    return missed
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{'MCP_WORKERS':<12} {'median':>8} {'p95':>8} {'floor median':>13} "
+        + " ".join(f"{f'{clients} clients/s':>14} {'floor/s':>8}" for clients in CLIENTS)
+    ]
+    for workers, run in report["workers"].items():
+        ours, floor = run["latency"]["mcp"], run["latency"]["psycopg"]
+        rates = " ".join(
+            f"{run['throughput'][str(clients)]['mcp_calls_per_s']:>14.0f} "
+            f"{run['throughput'][str(clients)]['psycopg_calls_per_s']:>8.0f}"
+            for clients in CLIENTS
+        )
+        lines.append(
+            f"{workers:<12} {ours['median_ms']:>6.3f}ms {ours['p95_ms']:>6.3f}ms {floor['median_ms']:>11.3f}ms {rates}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls for the single-client latency")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--report-only", action="store_true", help="exit 0 even when a target is missed")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {"workers": {}, "calls": args.calls, "seconds": args.seconds}
+    for workers in WORKER_COUNTS:
+        print(f"MCP_WORKERS={workers}: a private PostgreSQL 18 and python -m pgmcp ...", file=sys.stderr)
+        with local_target(clients=max(CLIENTS), overrides={"MCP_WORKERS": str(workers)}) as target:
+            report["workers"][str(workers)] = uvloop.run(measure(target, args.calls, args.seconds))
+    missed = verdict(report)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"report: {args.report}")
+    if missed:
+        print("targets missed:\n  " + "\n  ".join(missed), file=sys.stderr)
+        return 0 if args.report_only else 1
+    print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
