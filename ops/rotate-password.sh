@@ -16,7 +16,7 @@ set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECRETS_DIR="${SECRETS_DIR:-$OPS_ROOT/compose/secrets}"
-ROTATE_USAGE="usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres"
+ROTATE_USAGE="usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres|replicator"
 
 # usage: rotate_read PATH  -> the password PATH holds
 rotate_read() {
@@ -79,6 +79,7 @@ rotate_main() {
 		backup_operator) secret=backup_password service=backup ;;
 		app_owner) secret=app_owner_password ;;
 		postgres) secret=postgres_password ;;
+		replicator) secret=replicator_password ;;
 		"") ops_usage "name the role whose password to rotate (there is no default)" "$ROTATE_USAGE" ;;
 		*) ops_usage "unknown role '${role}'" "$ROTATE_USAGE" ;;
 	esac

@@ -4,6 +4,7 @@
 # dropped. Existing files are never overwritten (rotation: runbooks/rotate-secrets.md).
 #   postgres_password     superuser          app_owner_password   application schema owner
 #   mcp_reader_password   MCP server's role  backup_password      backup operator
+#   replicator_password   streaming replication only (hot standbys)
 #   mcp_api_keys          `name:key` lines the MCP server accepts as bearer tokens
 # and the TLS files of the postgres service (openssl; EC P-256, SHA-256):
 #   ca.crt, ca.key        the stack's own CA (10 years): clients verify the server with ca.crt (sslmode=verify-full);
@@ -174,7 +175,7 @@ secrets_main() {
 	mkdir -p "$SECRETS_DIR"
 	chmod 0700 "$SECRETS_DIR" 2>/dev/null || : # ignore: the checkout may belong to another user
 	local role
-	for role in postgres app_owner mcp_reader backup; do
+	for role in postgres app_owner mcp_reader backup replicator; do
 		secrets_write "${role}_password" "$(secrets_random 32)"
 	done
 	secrets_write mcp_api_keys "$(printf '# name:key, one per line; the name goes to the audit log\ndefault:%s' "$(secrets_random 32)")"

@@ -4,7 +4,7 @@
 #
 # Reads (each role password comes from a file so it never appears in argv or in `docker inspect`):
 #   POSTGRES_USER, POSTGRES_DB
-#   APP_OWNER_PASSWORD_FILE, MCP_READER_PASSWORD_FILE, BACKUP_PASSWORD_FILE
+#   APP_OWNER_PASSWORD_FILE, MCP_READER_PASSWORD_FILE, BACKUP_PASSWORD_FILE, REPLICATOR_PASSWORD_FILE
 #   MCP_READER_CONNECTION_LIMIT (default 20), MCP_READER_STATEMENT_TIMEOUT (default 30s)
 set -Eeuo pipefail
 
@@ -36,6 +36,7 @@ roles_main() {
 	APP_OWNER_PW="$(roles_read_secret APP_OWNER_PASSWORD_FILE)" \
 	MCP_READER_PW="$(roles_read_secret MCP_READER_PASSWORD_FILE)" \
 	BACKUP_PW="$(roles_read_secret BACKUP_PASSWORD_FILE)" \
+	REPLICATOR_PW="$(roles_read_secret REPLICATOR_PASSWORD_FILE)" \
 	psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password \
 		--username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
 		--set=db="$POSTGRES_DB" \
@@ -44,6 +45,7 @@ roles_main() {
 		\getenv app_owner_pw APP_OWNER_PW
 		\getenv mcp_reader_pw MCP_READER_PW
 		\getenv backup_pw BACKUP_PW
+		\getenv replicator_pw REPLICATOR_PW
 
 		-- App owner: owns the application schema, may change it, nothing cluster-wide.
 		CREATE ROLE app_owner LOGIN PASSWORD :'app_owner_pw'
@@ -67,9 +69,17 @@ roles_main() {
 			NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
 			IN ROLE pg_read_all_data, pg_use_reserved_connections;
 
+		-- Replicator: what a hot standby's pg_basebackup and WAL receiver log in as. REPLICATION and nothing
+		-- else: no database to connect to (pg_hba.conf lets it reach only the `replication` pseudo-database),
+		-- no membership, a few connections (a standby holds one, a base backup two).
+		CREATE ROLE replicator LOGIN REPLICATION PASSWORD :'replicator_pw'
+			NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOINHERIT
+			CONNECTION LIMIT 5;
+
 		-- Nobody gets TEMP or CONNECT through PUBLIC: each role is granted what it needs below.
 		REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 		REVOKE ALL ON DATABASE postgres FROM PUBLIC;
+		REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;
 		GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO app_owner;
 		GRANT CONNECT ON DATABASE :"db" TO mcp_reader;
 		GRANT CONNECT ON DATABASE :"db", postgres TO backup_operator;

@@ -110,7 +110,7 @@ SELECT r.rolname, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, 
              WHERE m.member = r.oid ORDER BY g.rolname) AS member_of
 FROM pg_roles r
 LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
-WHERE r.rolname IN ('app_owner', 'mcp_reader', 'backup_operator')
+WHERE r.rolname IN ('app_owner', 'mcp_reader', 'backup_operator', 'replicator')
 ORDER BY r.rolname
 """
 
@@ -149,10 +149,11 @@ def role_attributes(superuser: psycopg.Connection) -> dict[str, dict[str, object
 
 def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
     """The role attributes of the README's Roles table, checked from the catalogue."""
-    assert set(attributes) == {"app_owner", "mcp_reader", "backup_operator"}
+    assert set(attributes) == {"app_owner", "mcp_reader", "backup_operator", "replicator"}
     for name, role in attributes.items():
         for flag in ("super", "createdb", "createrole", "replication", "bypassrls"):
-            assert role[flag] is False, f"{name} must not have {flag}"
+            expected = name == "replicator" and flag == "replication"
+            assert role[flag] is expected, f"{name} must {'' if expected else 'not '}have {flag}"
         assert not DANGEROUS_ROLES & set(role["member_of"]), f"{name} is in {role['member_of']}"  # type: ignore[arg-type]
     reader = attributes["mcp_reader"]
     assert reader["connlimit"] == 20
@@ -165,3 +166,26 @@ def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
     assert reader["member_of"] == []
     assert attributes["backup_operator"]["member_of"] == ["pg_read_all_data", "pg_use_reserved_connections"]
     assert attributes["app_owner"]["member_of"] == []
+    replicator = attributes["replicator"]
+    assert replicator["member_of"] == [] and replicator["settings"] == "" and replicator["connlimit"] == 5
+
+
+REPLICATOR_DATABASES = ("app", "postgres", "template1")
+
+
+def check_replicator_only_replicates(dsn: Callable[[str], str]) -> None:
+    """The replicator opens a replication connection and runs the replication protocol (IDENTIFY_SYSTEM), and
+    can connect to no database: `dsn(database)` is its conninfo for `database`, or for `replication`."""
+    with psycopg.connect(dsn("replication"), replication="true", autocommit=True) as conn:
+        result = conn.pgconn.exec_(b"IDENTIFY_SYSTEM")
+        assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+        assert result.ntuples == 1 and result.get_value(0, 0)  # the system identifier
+        refused = conn.pgconn.exec_(b"SELECT 1")  # no SQL on a physical replication connection
+        assert refused.status != psycopg.pq.ExecStatus.TUPLES_OK
+    for database in REPLICATOR_DATABASES:
+        try:
+            psycopg.connect(dsn(database)).close()
+        except psycopg.OperationalError as exc:
+            assert "permission denied for database" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"replicator connected to database {database}")

@@ -10,7 +10,14 @@ import psycopg
 import pytest
 import testinfra
 
-from tests.checks.roles import ROLE_CASES, RoleCase, check_role_attributes, role_attributes, run_case
+from tests.checks.roles import (
+    ROLE_CASES,
+    RoleCase,
+    check_replicator_only_replicates,
+    check_role_attributes,
+    role_attributes,
+    run_case,
+)
 from tests.fixtures.stack import SERVICES, Stack
 
 
@@ -71,6 +78,11 @@ def test_role_privileges(connect: Callable[[str], psycopg.Connection], case: Rol
 def test_role_attributes(stack: Stack) -> None:
     with psycopg.connect(stack.dsn(), autocommit=True) as conn:
         check_role_attributes(role_attributes(conn))
+
+
+def test_the_replicator_can_only_replicate(stack: Stack) -> None:
+    """Over TLS, as a standby would connect: the `replication` pseudo-database and nothing else."""
+    check_replicator_only_replicates(lambda database: stack.dsn("replicator", database) + " sslmode=require")
 
 
 def test_wrong_password_is_refused(stack: Stack) -> None:

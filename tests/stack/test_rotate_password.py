@@ -15,7 +15,7 @@ from psycopg import sql
 from tests.fixtures.stack import REPO, ROLE_SECRETS, Stack
 from tests.helpers import read_only
 
-USAGE = "usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres"
+USAGE = "usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres|replicator"
 SERVICE_OF = {"mcp_reader": "mcp", "backup_operator": "backup"}
 
 

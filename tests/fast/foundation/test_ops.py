@@ -65,6 +65,7 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
         "mcp_api_keys",
         "mcp_reader_password",
         "postgres_password",
+        "replicator_password",
         "server.crt",
         "server.key",
     ]

@@ -8,7 +8,14 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from tests.checks.roles import ROLE_CASES, RoleCase, check_role_attributes, role_attributes, run_case
+from tests.checks.roles import (
+    ROLE_CASES,
+    RoleCase,
+    check_replicator_only_replicates,
+    check_role_attributes,
+    role_attributes,
+    run_case,
+)
 
 
 @pytest.fixture
@@ -23,6 +30,10 @@ def test_role_privileges(connect: Callable[[str], psycopg.Connection], case: Rol
 
 def test_role_attributes(superuser: psycopg.Connection) -> None:
     check_role_attributes(role_attributes(superuser))
+
+
+def test_the_replicator_can_only_replicate(pg: NativePostgres) -> None:
+    check_replicator_only_replicates(lambda database: pg.dsn("replicator", database=database))
 
 
 def test_backup_operator_reads_tables_created_later(pg: NativePostgres, superuser: psycopg.Connection) -> None:

@@ -29,7 +29,7 @@ from tests.fixtures.pg import native_pg_fixture
 from tests.fixtures.stack import ROLE_SECRETS
 from tests.helpers import read_only
 
-USAGE = "usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres"
+USAGE = "usage: make rotate-password ROLE=mcp_reader|backup_operator|app_owner|postgres|replicator"
 SERVICE_UID = 999
 
 rotation_pg = native_pg_fixture(scope="module", demo_orders=10, doc="A server whose passwords these tests rotate.")
