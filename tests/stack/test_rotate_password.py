@@ -33,9 +33,12 @@ def make(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedProce
 
 
 def accepts(stack: Stack, role: str, password: str) -> bool:
+    """The server takes `password` for `role`: a login to app, or for the replicator (which may connect to no
+    database) a replication connection."""
+    where = {"replication": "true"} if role == "replicator" else {"dbname": "app"}
     try:
         with psycopg.connect(
-            host="127.0.0.1", port=stack.pg_port, dbname="app", user=role, password=password, connect_timeout=10
+            host="127.0.0.1", port=stack.pg_port, user=role, password=password, connect_timeout=10, **where
         ):
             return True
     except psycopg.OperationalError as exc:
@@ -110,9 +113,17 @@ def test_each_role_rotates_and_everything_reads_the_new_password(stack: Stack, r
         container = stack.container(service)
         assert container.id != recreated, f"{service} was recreated to read the new password"
         assert container.attrs["State"]["Health"]["Status"] == "healthy"
-    # the running postgres container sees the new file: make psql as the role, and its own health check
-    answered = make(stack, "psql", f"ROLE={role}", stdin="SELECT current_user;\n")
-    assert answered.returncode == 0 and f" {role}\n" in answered.stdout, answered.stdout + answered.stderr
+    # the running postgres container sees the new file: make psql as the role (the replicator, which opens no
+    # database, a replication connection from inside the container), and its own health check
+    if role == "replicator":
+        stack.exec(
+            "postgres", "sh", "-c",
+            'PGPASSWORD="$(cat /run/secrets/replicator_password)" psql "host=127.0.0.1 user=replicator '
+            'replication=true sslmode=verify-full sslrootcert=/run/secrets/tls_ca_cert" -c IDENTIFY_SYSTEM',
+        )  # fmt: skip
+    else:
+        answered = make(stack, "psql", f"ROLE={role}", stdin="SELECT current_user;\n")
+        assert answered.returncode == 0 and f" {role}\n" in answered.stdout, answered.stdout + answered.stderr
     health = stack.container("postgres").attrs["Config"]["Healthcheck"]["Test"]
     assert health[0] == "CMD-SHELL"
     stack.exec("postgres", "sh", "-c", health[1])
