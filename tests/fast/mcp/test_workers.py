@@ -133,9 +133,19 @@ def test_the_per_key_limit_holds_for_the_server_not_per_worker(workers: McpServe
 
 
 def test_the_pool_stays_within_its_total(workers: McpServerProcess, own_pg: NativePostgres) -> None:
-    with psycopg.connect(own_pg.dsn()) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgmcp'").fetchone()
-    assert row == (4,)
+    """MCP_POOL_MIN_SIZE=MCP_POOL_MAX_SIZE=4 over two workers: the pools fill to 2 + 2 (in the background, after
+    /readyz) and never pass 4, busy or not."""
+
+    def pooled() -> int:
+        with psycopg.connect(own_pg.dsn()) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgmcp'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    wait_until(lambda: pooled() == 4, timeout=30, what="both workers' pools to open their 2 connections each")
+    for _ in range(10):
+        assert call(workers)[0] == 200
+    assert pooled() == 4
 
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_serving(workers: McpServerProcess) -> None:
