@@ -2,8 +2,10 @@
 # Run Compose v2 (`docker compose`) on the stack with the right project name and base images.
 #   COMPOSE_PROJECT_NAME  project (container and volume prefix), default pgstack
 #   POSTGRES_IMAGE, PYTHON_IMAGE  override the choice ops/images.sh recorded
+#   PROFILE  optional profiles, comma-separated (scale); from the environment or compose/.env
 #   PGSTACK_OVERRIDE_FILE  your Compose overrides (default compose/compose.override.yaml, used when it exists)
-# The files: compose/compose.yaml; compose/external.yaml in external mode (make external); the override last.
+# The files: compose/compose.yaml; compose/external.yaml in external mode (make external); compose/<profile>.yaml
+# for each of PROFILE's profiles (PROFILE=scale: compose/scale.yaml); the override last.
 # usage: ops/compose.sh COMPOSE-ARGS...
 #    ie: ops/compose.sh ps
 set -Eeuo pipefail
@@ -18,6 +20,15 @@ compose_main() {
 	if ops_external; then
 		files+=(--file "$OPS_EXTERNAL_FILE")
 	fi
+	local profile profiles
+	profiles="$(ops_profiles)" || exit 1
+	for profile in $profiles; do
+		if [[ "$profile" == scale ]] && ops_external; then
+			ops_die "PROFILE=scale needs the bundled postgres (its hot standby is cloned from it)" \
+				"hint: in external mode, point MCP_DATABASE_URL at your standbys and primary (a host list with target_session_attrs=prefer-standby)"
+		fi
+		files+=(--file "$OPS_ROOT/compose/$profile.yaml")
+	done
 	if [[ -f "$OPS_OVERRIDE_FILE" ]]; then
 		files+=(--file "$OPS_OVERRIDE_FILE")
 	fi

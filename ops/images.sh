@@ -10,6 +10,7 @@
 #   pgstack/postgres:18.6-sid          Debian's postgresql-18 (OpenSSL, libxml, ICU, LZ4, zstd) with an
 #                                      entrypoint that honours the official image's contract
 #                                      (ops/images/postgres)
+#   pgstack/haproxy:3.2-sid            Debian's haproxy, for PROFILE=scale only (ops/images/haproxy)
 # The Debian mirror is the one this host's apt uses (DEBIAN_MIRROR overrides it).
 # The choice is written to .state/images.env, which ops/compose.sh reads.
 # usage: ops/images.sh            (choose, building stand-ins when needed)
@@ -20,12 +21,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OFFICIAL_POSTGRES_IMAGE="postgres:18.6-bookworm"
 OFFICIAL_PYTHON_IMAGE="python:3.11-slim-bookworm"
+OFFICIAL_HAPROXY_IMAGE="haproxy:3.2"
 STANDIN_DEBIAN_IMAGE="pgstack/debian:bookworm"
 STANDIN_DEBIAN_SID_IMAGE="pgstack/debian:sid"
 STANDIN_PYTHON_IMAGE="pgstack/python:3.11-bookworm"
 STANDIN_POSTGRES_IMAGE="pgstack/postgres:18.6-sid"
+STANDIN_HAPROXY_IMAGE="pgstack/haproxy:3.2-sid"
 # Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
 POSTGRES_DEBIAN_VERSION="18.6-3"
+HAPROXY_DEBIAN_VERSION="3.2.26-1"
 
 # usage: images_present IMAGE...
 images_present() {
@@ -188,30 +192,50 @@ images_build_postgres() {
 		"PG_DEBIAN_VERSION=$POSTGRES_DEBIAN_VERSION"
 }
 
-# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE
+# usage: images_build_haproxy
+images_build_haproxy() {
+	if images_present "$STANDIN_HAPROXY_IMAGE"; then
+		ops_note "$STANDIN_HAPROXY_IMAGE already built"
+		return 0
+	fi
+	images_build "$STANDIN_HAPROXY_IMAGE" "$OPS_ROOT/ops/images/haproxy" "BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" \
+		"HAPROXY_DEBIAN_VERSION=$HAPROXY_DEBIAN_VERSION"
+}
+
+# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE
 images_write_choice() {
 	mkdir -p "$OPS_STATE_DIR"
-	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\n' "$1" "$2" >"$OPS_STATE_DIR/images.env"
-	ops_step "base images: postgres=$1 python=$2"
+	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\n' "$1" "$2" "$3" >"$OPS_STATE_DIR/images.env"
+	ops_step "base images: postgres=$1 python=$2${3:+ haproxy=$3}"
 }
 
 images_main() {
 	mkdir -p "$OPS_STATE_DIR"
 	if [[ -n "${POSTGRES_IMAGE:-}" && -n "${PYTHON_IMAGE:-}" ]]; then
 		ops_note "using POSTGRES_IMAGE=$POSTGRES_IMAGE and PYTHON_IMAGE=$PYTHON_IMAGE from the environment"
-		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE"
+		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}"
 		return 0
 	fi
 	ops_step "choosing base images"
+	local scale=0
+	if ops_profile scale; then
+		scale=1
+	fi
 	if [[ "${1:-}" != "--offline" ]] && images_pull_official; then
-		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE"
+		if ((scale)) && ! images_present "$OFFICIAL_HAPROXY_IMAGE"; then
+			docker pull "$OFFICIAL_HAPROXY_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_HAPROXY_IMAGE"
+		fi
+		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE" "$OFFICIAL_HAPROXY_IMAGE"
 		return 0
 	fi
 	images_build_debian bookworm "$STANDIN_DEBIAN_IMAGE"
 	images_build_python
 	images_build_debian sid "$STANDIN_DEBIAN_SID_IMAGE"
 	images_build_postgres
-	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE"
+	if ((scale)); then
+		images_build_haproxy
+	fi
+	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE" "$STANDIN_HAPROXY_IMAGE"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

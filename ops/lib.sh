@@ -11,6 +11,8 @@ OPS_VENV="${OPS_VENV:-$OPS_ROOT/.venv}"
 OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
 # Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
 OPS_EXTERNAL_FILE="$OPS_ROOT/compose/external.yaml"
+# The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml.
+OPS_PROFILES=(scale)
 # A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
 # --file is given, and ops/compose.sh gives them). PGSTACK_OVERRIDE_FILE names another one (tests do).
 OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.yaml}"
@@ -288,4 +290,32 @@ ops_external_target() {
 	url="${url#*://}"
 	url="${url#*@}"
 	printf '%s' "${url%%\?*}"
+}
+
+# usage: ops_profiles  -> the optional profiles asked for, one per line
+# PROFILE (the environment, else compose/.env): a comma-separated list of OPS_PROFILES, or empty for the
+# small stack. An unknown name stops the script: a typo must not start the small stack instead.
+ops_profiles() {
+	local profile known
+	local -a asked
+	IFS=, read -r -a asked <<<"$(ops_setting PROFILE '')"
+	for profile in "${asked[@]}"; do
+		profile="${profile// /}"
+		[[ -n "$profile" ]] || continue
+		for known in "${OPS_PROFILES[@]}"; do
+			if [[ "$profile" == "$known" ]]; then
+				printf '%s\n' "$profile"
+				continue 2
+			fi
+		done
+		ops_die "PROFILE=$profile is not a profile of the stack" \
+			"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), or no PROFILE for the small stack"
+	done
+}
+
+# usage: ops_profile NAME  -> true when PROFILE asks for NAME
+ops_profile() {
+	local profiles
+	profiles="$(ops_profiles)" || exit 1
+	grep -qx -- "$1" <<<"$profiles"
 }

@@ -22,7 +22,7 @@ lint_main() {
 	ops_step "ruff check"
 	"$venv/ruff" check "${LINT_PYTHON_PATHS[@]}"
 	ops_step "shellcheck"
-	shellcheck -x ops/*.sh ops/images/postgres/docker-entrypoint.sh compose/initdb/*.sh .ci/run
+	shellcheck -x ops/*.sh ops/images/postgres/docker-entrypoint.sh compose/initdb/*.sh compose/postgres/standby.sh .ci/run
 	ops_step "lint passed"
 }
 

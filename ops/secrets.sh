@@ -9,7 +9,8 @@
 # and the TLS files of the postgres service (openssl; EC P-256, SHA-256):
 #   ca.crt, ca.key        the stack's own CA (10 years): clients verify the server with ca.crt (sslmode=verify-full);
 #                         ca.key never leaves this directory (it signs the next server certificate)
-#   server.crt, server.key  PostgreSQL's certificate (1 year) for postgres, localhost and 127.0.0.1, and its key
+#   server.crt, server.key  PostgreSQL's certificate (1 year) for postgres, postgres-standby, pgbouncer, localhost
+#                         and 127.0.0.1, and its key
 # Every file is made once; `make rotate-tls` (ops/rotate-tls.sh) issues the next server certificate.
 # usage: ops/secrets.sh
 set -Eeuo pipefail
@@ -38,9 +39,10 @@ secrets_write() {
 	ops_note "generated $path"
 }
 
-# What ops/rotate-tls.sh shares. The names the server certificate is valid for: the Compose service name
-# (mcp and backup connect to it), and the host side of the published port.
-TLS_SERVER_NAMES="DNS:postgres,DNS:localhost,IP:127.0.0.1"
+# What ops/rotate-tls.sh shares. The names the server certificate is valid for: the Compose service names
+# (mcp and backup connect to postgres; with PROFILE=scale, to the hot standby and PgBouncer, which serve the
+# same certificate), and the host side of the published port.
+TLS_SERVER_NAMES="DNS:postgres,DNS:postgres-standby,DNS:pgbouncer,DNS:localhost,IP:127.0.0.1"
 TLS_CA_DAYS=3650
 TLS_SERVER_DAYS=365
 TLS_FILES=(ca.crt ca.key server.crt server.key)

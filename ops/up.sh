@@ -4,7 +4,8 @@
 #   2. secrets (generated once) and compose/.env (copied from .env.example once)
 #   3. base images (official ones, or offline stand-ins built once)
 #   4. build the mcp and backup images, start everything, wait until every service is healthy
-#      (in external mode, `make external`, mcp and backup only: the database is yours)
+#      (in external mode, `make external`, mcp and backup only: the database is yours; with PROFILE=scale,
+#      a hot standby, MCP_REPLICAS mcp replicas and HAProxy in front of them: compose/scale.yaml)
 # usage: ops/up.sh
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
@@ -36,6 +37,10 @@ up_main() {
 	ops_step "starting postgres (project ${COMPOSE_PROJECT_NAME:-pgstack})"
 	"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans postgres
 	"$OPS_ROOT/ops/wait-healthy.sh" postgres
+	if ops_profile scale; then
+		up_scale
+		return 0
+	fi
 	ops_step "starting mcp and backup"
 	"$OPS_ROOT/ops/compose.sh" up -d mcp backup
 	"$OPS_ROOT/ops/wait-healthy.sh" mcp backup
@@ -43,6 +48,39 @@ up_main() {
 		==> the stack is up, after $(ops_elapsed)
 		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app  (make psql, make psql ROLE=mcp_reader)
 		    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
+		    secrets     compose/secrets/  (mode 0600)
+		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
+	EOM
+}
+
+# usage: up_scale  (postgres is healthy)
+up_scale() {
+	local secrets
+	secrets="$(ops_secrets_dir)"
+	if ! openssl x509 -noout -checkhost postgres-standby -in "$secrets/server.crt" 2>/dev/null | grep -q 'does match'; then
+		ops_die "the server certificate $secrets/server.crt is not valid for postgres-standby (it predates PROFILE=scale)" \
+			"hint: run make rotate-tls (a new certificate from the same CA, for every name in ops/secrets.sh), then make up PROFILE=scale"
+	fi
+	local has_role
+	has_role="$("$OPS_ROOT/ops/psql.sh" postgres -tAc \
+		"SELECT count(*) FROM pg_roles WHERE rolname = 'replicator' AND rolreplication" </dev/null)"
+	if [[ "$has_role" != 1 ]]; then
+		ops_die "the postgres data directory has no replicator role (it was initialised before hot standbys existed)" \
+			"hint: create it as compose/initdb/10-roles.sh does, with the password in $secrets/replicator_password: make psql, then CREATE ROLE replicator LOGIN REPLICATION NOINHERIT CONNECTION LIMIT 5 PASSWORD '<that password>';"
+	fi
+	ops_step "starting the hot standby (pg_basebackup from postgres on its first start)"
+	"$OPS_ROOT/ops/compose.sh" up -d postgres-standby
+	"$OPS_ROOT/ops/wait-healthy.sh" postgres-standby
+	local replicas
+	replicas="$(ops_setting MCP_REPLICAS 3)"
+	ops_step "starting $replicas mcp replicas, backup and haproxy"
+	"$OPS_ROOT/ops/compose.sh" up -d mcp backup haproxy
+	"$OPS_ROOT/ops/wait-healthy.sh" mcp backup haproxy
+	cat >&2 <<-EOM
+		==> the stack is up (PROFILE=scale), after $(ops_elapsed)
+		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app (the primary); postgres-standby streams from it
+		    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  through HAProxy to $replicas replicas reading from the standby
+		    HAProxy     http://127.0.0.1:$(ops_setting HAPROXY_STATS_PORT 8404)/stats  (Prometheus: /metrics)
 		    secrets     compose/secrets/  (mode 0600)
 		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 	EOM

@@ -39,8 +39,11 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     password = tmp_path / "password"
     password.write_text("s3cret\n")
     env = {
-        "MCP_DATABASE_HOST": "postgres",
+        "MCP_DATABASE_HOST": "standby-a,postgres",
         "MCP_DATABASE_PORT": "5433",
+        "MCP_DATABASE_TARGET_SESSION_ATTRS": "prefer-standby",
+        "MCP_DATABASE_LOAD_BALANCE_HOSTS": "random",
+        "MCP_MAX_REPLICA_LAG": "2.5s",
         "MCP_DATABASE_NAME": "shopdb",
         "MCP_DATABASE_USER": "reader",
         "MCP_DATABASE_PASSWORD_FILE": str(password),
@@ -81,9 +84,15 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.allow_public_temp is True
     assert settings.workers == 3
     assert settings.allow_explain_analyze is True and settings.pool_max_size == 19
-    assert settings.database_target() == "reader@postgres:5433/shopdb"
+    assert settings.database_target() == "reader@standby-a,postgres:5433/shopdb"
     conninfo = settings.database_conninfo()
     assert (conninfo["sslmode"], conninfo["sslrootcert"]) == ("verify-full", str(password))
+    assert (conninfo["host"], conninfo["target_session_attrs"], conninfo["load_balance_hosts"]) == (
+        "standby-a,postgres",
+        "prefer-standby",
+        "random",
+    )
+    assert settings.max_replica_lag_ms == 2500
     assert (settings.statement_timeout_ms, settings.lock_timeout_ms, settings.pool_timeout_ms) == (10_000, 500, 1500)
     assert (settings.database_connect_timeout_ms, settings.startup_timeout_ms, settings.max_bytes) == (
         2000,

@@ -127,7 +127,7 @@ async def check_startup(settings: Settings, workers: int) -> None:
     from pgmcp.layers import ALL_LAYERS
     from pgmcp.service import Service
 
-    service = Service.build(settings, ALL_LAYERS, principal="startup")
+    service = Service.build(settings, ALL_LAYERS, principal="startup", startup_check=True)
     await service.open()
     await service.close()
     logger.info(

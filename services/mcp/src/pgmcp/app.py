@@ -162,9 +162,11 @@ def build_app(service: Service) -> Starlette:
             if problem is None and len(serving) < total:
                 missing = sorted(set(range(total)) - set(serving))
                 problem = f"worker {', '.join(map(str, missing))} of {total} is not serving (starting or restarting)"
+        current = service.database.placement.current
+        reads = {"database": current.describe()} if current is not None else {}
         if problem is None:
-            return JSONResponse({"status": "ready", **workers})
-        return JSONResponse({"status": "unavailable", "reason": problem, **workers}, status_code=503)
+            return JSONResponse({"status": "ready", **workers, **reads})
+        return JSONResponse({"status": "unavailable", "reason": problem, **workers, **reads}, status_code=503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

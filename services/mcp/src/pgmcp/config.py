@@ -42,6 +42,8 @@ timeouts): a desktop client starting `--stdio` hands them down, so they are not 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+LOAD_BALANCE_HOSTS = ("disable", "random")
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "mcp")
 DEFAULT_ALLOWED_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 
@@ -79,6 +81,9 @@ class Settings:
     database_sslmode: str = "prefer"
     database_sslrootcert: str = ""
     database_connect_timeout_ms: int = 3000
+    database_target_session_attrs: str = "any"
+    database_load_balance_hosts: str = "disable"
+    max_replica_lag_ms: int = 0  # 0: no limit
     api_keys: tuple[ApiKey, ...] = ()
     bind_host: str = "127.0.0.1"
     port: int = 8080
@@ -170,6 +175,16 @@ class Settings:
             "password": self.database_password,
             "sslmode": self.database_sslmode,
             **({"sslrootcert": self.database_sslrootcert} if self.database_sslrootcert else {}),
+            **(
+                {"target_session_attrs": self.database_target_session_attrs}
+                if self.database_target_session_attrs != "any"
+                else {}
+            ),
+            **(
+                {"load_balance_hosts": self.database_load_balance_hosts}
+                if self.database_load_balance_hosts != "disable"
+                else {}
+            ),
             "connect_timeout": timeout,
             "application_name": "pgmcp",
         }
@@ -519,8 +534,9 @@ VARIABLES: tuple[Variable, ...] = (
     _fixed_by_stack(
         "MCP_DATABASE_HOST",
         "database_host",
-        "a host name or address",
-        "PostgreSQL host name or address",
+        "a host name or address, or several, comma-separated",
+        "PostgreSQL host name or address; a comma-separated list (standbys and the primary) with "
+        "MCP_DATABASE_TARGET_SESSION_ATTRS and MCP_DATABASE_LOAD_BALANCE_HOSTS lets libpq choose the server",
         connection=True,
     ),
     Variable("MCP_DATABASE_PORT", "database_port", _PORT, "PostgreSQL port", compose="stack", connection=True),
@@ -560,6 +576,23 @@ VARIABLES: tuple[Variable, ...] = (
         compose="stack",
         connection=True,
         default_doc="(libpq's: ~/.postgresql/root.crt)",
+    ),
+    Variable(
+        "MCP_DATABASE_TARGET_SESSION_ATTRS",
+        "database_target_session_attrs",
+        OneOf(TARGET_SESSION_ATTRS),
+        "libpq `target_session_attrs`: which server of the host list a connection accepts; `prefer-standby` reads "
+        "from a standby and falls back to the primary when none answers (`make up PROFILE=scale` sets it)",
+        compose="stack",
+        connection=True,
+    ),
+    Variable(
+        "MCP_DATABASE_LOAD_BALANCE_HOSTS",
+        "database_load_balance_hosts",
+        OneOf(LOAD_BALANCE_HOSTS),
+        "libpq `load_balance_hosts`: `random` spreads connections over the host list instead of trying it in order",
+        compose="stack",
+        connection=True,
     ),
     Variable(
         "MCP_DATABASE_CONNECT_TIMEOUT",
@@ -640,6 +673,14 @@ VARIABLES: tuple[Variable, ...] = (
         duration(100, 60_000),
         "how long a call waits for a connection before failing with a retry hint; below the statement timeout",
         old_env="MCP_POOL_TIMEOUT_MS",
+    ),
+    Variable(
+        "MCP_MAX_REPLICA_LAG",
+        "max_replica_lag_ms",
+        Whole(0, 3_600_000, to_milliseconds, show_milliseconds),
+        "keep off a standby that replays more than this behind the primary (checked every second, with a host "
+        "list); `0`: no limit",
+        default_doc="0 (no limit)",
     ),
     Variable(
         "MCP_MAX_CONCURRENCY_PER_KEY",

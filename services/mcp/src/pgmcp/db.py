@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from pgmcp.config import Settings
 from pgmcp.errors import DatabaseUnavailable, DatabaseUnreachable, StartupRefused
 from pgmcp.failures import diagnose
 from pgmcp.layers import Layers
+from pgmcp.placement import CHECK_INTERVAL_S, Placement, Server, sample
 from pgmcp.policy import FunctionPolicy, load_function_policy
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ STARTUP_BACKOFF = 2.0
 POOL_RECONNECT_TIMEOUT_S = 10.0
 DIAGNOSIS_TTL_S = 1.0
 DIAGNOSIS_CONNECT_TIMEOUT_S = 1
+# With standbys: how often a worker asks whether reads on the primary (or off a lagging standby) may go back
+PROBE_INTERVAL_S = 5.0
 
 
 def text_adapters() -> AdaptersMap:
@@ -113,10 +116,20 @@ class ServerInfo:
 class Database:
     """The pool of connections as the reader role, plus what startup learnt about the server."""
 
-    def __init__(self, settings: Settings, layers: Layers, *, pool_sizes: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layers: Layers,
+        *,
+        pool_sizes: tuple[int, int] | None = None,
+        on_server: Callable[[Server], None] | None = None,
+    ) -> None:
         """`pool_sizes` (min, max): this process's share of MCP_POOL_MIN_SIZE and MCP_POOL_MAX_SIZE when several
-        workers share them (`pgmcp.workers`); the checks at startup stay on the totals."""
+        workers share them (`pgmcp.workers`); the checks at startup stay on the totals. `on_server` hears each
+        sample of where reads go (`pgmcp.placement`), for the metrics."""
         self._settings = settings
+        self.placement = Placement(settings.database_conninfo(), settings.max_replica_lag_ms)
+        self._on_server = on_server
         self._layers = layers
         self._pool_sizes = pool_sizes or (settings.pool_min_size, settings.pool_max_size)
         self._pool: AsyncConnectionPool[Connection] | None = None
@@ -124,6 +137,7 @@ class Database:
         self._diagnosis_lock = anyio.Lock()
         self._deferred_tasks: set[asyncio.Task[None]] = set()
         self.server: ServerInfo | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -138,10 +152,12 @@ class Database:
             if problems:
                 raise StartupRefused(problems)
             policy = await load_function_policy(conn)
+            self._note(await sample(conn))
         finally:
             await conn.close()
+        placement = self.placement
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            kwargs={**settings.database_conninfo(), **_CONNECTION_OPTIONS},
+            kwargs=lambda: {**placement.conninfo(), **_CONNECTION_OPTIONS},
             min_size=self._pool_sizes[0],
             max_size=self._pool_sizes[1],
             open=False,
@@ -152,6 +168,8 @@ class Database:
         )
         await pool.open(wait=False)
         self._pool = pool
+        if placement.routing:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(pool))
         logger.info(
             "database ready: %s, PostgreSQL %s, pool %s-%s connections, layers %s",
             settings.database_target(),
@@ -163,6 +181,10 @@ class Database:
         return policy
 
     async def close(self) -> None:
+        watch, self._watch_task = self._watch_task, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         if self._deferred_tasks:
             await asyncio.gather(*self._deferred_tasks, return_exceptions=True)
         pool, self._pool = self._pool, None
@@ -217,7 +239,8 @@ class Database:
         return dict(self._pool.get_stats()) if self._pool is not None else {}
 
     async def ping(self, timeout_s: float) -> str | None:
-        """None when a pooled connection answers `SELECT 1` within `timeout_s`, else why not (for /readyz).
+        """None when a pooled connection answers within `timeout_s`, else why not (for /readyz). The answer is
+        where that connection reads (`pgmcp.placement`), which `placement.current` then holds.
 
         Connections the database dropped (a restart) are replaced on the way, as for tool calls."""
         if self._pool is None:
@@ -228,11 +251,14 @@ class Database:
                 while True:
                     conn = await self.checkout()
                     try:
-                        await conn.execute("SELECT 1", prepare=False)
-                        return None
+                        server = await sample(conn)
                     except psycopg.Error as exc:
                         if not (conn.closed or conn.broken) or time.monotonic() >= deadline:
-                            return f"the database failed SELECT 1: {describe_connect_error(exc)}"
+                            return f"the database failed a query: {describe_connect_error(exc)}"
+                    else:
+                        if self._note(server) and self._pool is not None:
+                            await self._pool.drain()
+                        return None
                     finally:
                         await self.release(conn)
         except DatabaseUnavailable as exc:
@@ -241,6 +267,39 @@ class Database:
             return f"the database did not answer SELECT 1 within {timeout_s:.1f} s"
 
     # -- internals ---------------------------------------------------------------------------------------------
+
+    def _note(self, server: Server) -> bool:
+        """Record where a connection reads; True when the pool must be drained (`Placement.observe`)."""
+        drain = self.placement.observe(server)
+        if self._on_server is not None:
+            self._on_server(server)
+        return drain
+
+    async def _watch(self, pool: AsyncConnectionPool[Connection]) -> None:
+        """With a host list or standbys (`Placement.routing`): sample a pooled connection every
+        `CHECK_INTERVAL_S`, keep off a standby that lags too much, and move reads back to standbys when one answers
+        again (at most every `PROBE_INTERVAL_S`). A busy pool (no idle connection within the interval) skips a turn."""
+        last_probe = 0.0
+        while True:
+            await anyio.sleep(CHECK_INTERVAL_S)
+            try:
+                try:
+                    conn = await pool.getconn(timeout=CHECK_INTERVAL_S)
+                except PoolTimeout:
+                    continue
+                try:
+                    drain = self._note(await sample(conn))
+                except psycopg.Error:
+                    continue  # a broken connection: the pool replaces it, the next turn samples another
+                finally:
+                    await pool.putconn(conn)
+                if not drain and self.placement.wants_probe() and time.monotonic() - last_probe >= PROBE_INTERVAL_S:
+                    last_probe = time.monotonic()
+                    drain = await self.placement.probe(_CONNECTION_OPTIONS)
+                if drain:
+                    await pool.drain()
+            except Exception:
+                logger.exception("checking where reads go failed; trying again in %.0f s", CHECK_INTERVAL_S)
 
     async def _probe(self) -> Connection:
         """One connection for the startup checks, retrying transient failures until the startup deadline."""

@@ -18,6 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from pgmcp.placement import Server
+
 POOL_REFRESH_S = 1.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -45,8 +47,10 @@ class _PoolCollector(Collector):
 class Metrics:
     """The server's counters and histograms."""
 
-    def __init__(self, *, multiprocess: bool = False) -> None:
+    def __init__(self, *, multiprocess: bool = False, worker: int = 0) -> None:
         self.multiprocess = multiprocess
+        self._worker = str(worker)
+        self._reads_from: tuple[str, str] | None = None
         self._pool_stats: Callable[[], Mapping[str, int]] | None = None
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -93,6 +97,31 @@ class Metrics:
             "statements the watchdog had to cancel after the server-side timeout",
             registry=registry,
         )
+
+        # where each worker reads (`pgmcp.placement`): one series per worker, whichever worker the scrape reaches
+        self.reads_from = Gauge(
+            "pgmcp_database_reads_from",
+            "1 for the server (host, role: standby or primary) a worker's connections read from, 0 for one it left",
+            ["worker", "server", "role"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.replay_lag = Gauge(
+            "pgmcp_database_replay_lag_seconds",
+            "how far behind the primary the standby a worker reads from replays (0 on the primary)",
+            ["worker"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+
+    def observe_server(self, server: Server) -> None:
+        """Record a sample of where this worker reads."""
+        labels = (server.host, "standby" if server.standby else "primary")
+        if self._reads_from is not None and self._reads_from != labels:
+            self.reads_from.labels(self._worker, *self._reads_from).set(0)
+        self._reads_from = labels
+        self.reads_from.labels(self._worker, *labels).set(1)
+        self.replay_lag.labels(self._worker).set(server.replay_lag_s or 0.0)
 
     def watch_pool(self, stats: Callable[[], Mapping[str, int]]) -> None:
         if not self.multiprocess:

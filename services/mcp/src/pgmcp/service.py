@@ -37,15 +37,26 @@ class Service:
     worker: WorkerSlot | None = None  # one of several worker processes (`pgmcp.workers`), else None
 
     @classmethod
-    def build(cls, settings: Settings, layers: Layers, principal: str, worker: WorkerSlot | None = None) -> Service:
+    def build(
+        cls,
+        settings: Settings,
+        layers: Layers,
+        principal: str,
+        worker: WorkerSlot | None = None,
+        *,
+        startup_check: bool = False,
+    ) -> Service:
+        """`startup_check`: a service that only runs the startup checks (the workers' supervisor), whose
+        placement samples must not become metric series of its own (`pgmcp.metrics`)."""
         pool_sizes = None
         if worker is not None:
             pool_sizes = (
                 pool_share(settings.pool_min_size, worker.workers, worker.index),
                 pool_share(settings.pool_max_size, worker.workers, worker.index),
             )
-        database = Database(settings, layers, pool_sizes=pool_sizes)
-        metrics = Metrics(multiprocess=worker is not None)
+        metrics = Metrics(multiprocess=worker is not None, worker=worker.index if worker is not None else 0)
+        on_server = None if startup_check else metrics.observe_server
+        database = Database(settings, layers, pool_sizes=pool_sizes, on_server=on_server)
         executor = Executor(settings, layers, database, on_watchdog=metrics.watchdog_cancels.inc)
         metrics.watch_pool(database.pool_stats)
         verdicts = Verdicts(layers, explain_analyze=settings.allow_explain_analyze)
