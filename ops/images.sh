@@ -30,6 +30,8 @@ STANDIN_HAPROXY_IMAGE="pgstack/haproxy:3.2-sid"
 # Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
 POSTGRES_DEBIAN_VERSION="18.6-3"
 HAPROXY_DEBIAN_VERSION="3.2.26-1"
+# PROFILE=pooler's image (compose/pgbouncer) installs this package on the postgres image: pinned on the stand-in
+PGBOUNCER_STANDIN_PACKAGE="pgbouncer=1.26.1-1"
 
 # usage: images_present IMAGE...
 images_present() {
@@ -202,18 +204,20 @@ images_build_haproxy() {
 		"HAPROXY_DEBIAN_VERSION=$HAPROXY_DEBIAN_VERSION"
 }
 
-# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE
+# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE PGBOUNCER_PACKAGE
 images_write_choice() {
 	mkdir -p "$OPS_STATE_DIR"
-	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\n' "$1" "$2" "$3" >"$OPS_STATE_DIR/images.env"
-	ops_step "base images: postgres=$1 python=$2${3:+ haproxy=$3}"
+	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\nPGBOUNCER_PACKAGE=%s\n' "$1" "$2" "$3" "$4" \
+		>"$OPS_STATE_DIR/images.env"
+	ops_step "base images: postgres=$1 python=$2 haproxy=$3"
 }
 
 images_main() {
 	mkdir -p "$OPS_STATE_DIR"
 	if [[ -n "${POSTGRES_IMAGE:-}" && -n "${PYTHON_IMAGE:-}" ]]; then
 		ops_note "using POSTGRES_IMAGE=$POSTGRES_IMAGE and PYTHON_IMAGE=$PYTHON_IMAGE from the environment"
-		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}"
+		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}" \
+			"${PGBOUNCER_PACKAGE:-pgbouncer}"
 		return 0
 	fi
 	ops_step "choosing base images"
@@ -225,7 +229,7 @@ images_main() {
 		if ((scale)) && ! images_present "$OFFICIAL_HAPROXY_IMAGE"; then
 			docker pull "$OFFICIAL_HAPROXY_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_HAPROXY_IMAGE"
 		fi
-		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE" "$OFFICIAL_HAPROXY_IMAGE"
+		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE" "$OFFICIAL_HAPROXY_IMAGE" pgbouncer
 		return 0
 	fi
 	images_build_debian bookworm "$STANDIN_DEBIAN_IMAGE"
@@ -235,7 +239,8 @@ images_main() {
 	if ((scale)); then
 		images_build_haproxy
 	fi
-	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE" "$STANDIN_HAPROXY_IMAGE"
+	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE" "$STANDIN_HAPROXY_IMAGE" \
+		"$PGBOUNCER_STANDIN_PACKAGE"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

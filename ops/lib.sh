@@ -11,8 +11,8 @@ OPS_VENV="${OPS_VENV:-$OPS_ROOT/.venv}"
 OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
 # Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
 OPS_EXTERNAL_FILE="$OPS_ROOT/compose/external.yaml"
-# The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml.
-OPS_PROFILES=(scale)
+# The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml, in this order.
+OPS_PROFILES=(scale pooler)
 # A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
 # --file is given, and ops/compose.sh gives them). PGSTACK_OVERRIDE_FILE names another one (tests do).
 OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.yaml}"
@@ -225,12 +225,17 @@ ops_pip() {
 }
 
 # usage: ops_build_services
-# Builds the mcp and backup images (tag STACK_VERSION, default dev), showing each build step as it starts.
+# Builds the mcp and backup images (tag STACK_VERSION, default dev), and pgbouncer's with PROFILE=pooler,
+# showing each build step as it starts.
 ops_build_services() {
 	local log="$OPS_STATE_DIR/logs/build-services.log"
-	ops_step "building the mcp and backup images (tag ${STACK_VERSION:-dev})"
-	ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$log" "$OPS_ROOT/ops/compose.sh" --progress plain build mcp backup ||
-		ops_die "unable to build the mcp and backup images" "hint: read $log"
+	local -a services=(mcp backup)
+	if ops_profile pooler; then
+		services+=(pgbouncer)
+	fi
+	ops_step "building the ${services[*]} images (tag ${STACK_VERSION:-dev})"
+	ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$log" "$OPS_ROOT/ops/compose.sh" --progress plain build "${services[@]}" ||
+		ops_die "unable to build the ${services[*]} images" "hint: read $log"
 }
 
 # usage: ops_load_image_choice
@@ -292,7 +297,7 @@ ops_external_target() {
 	printf '%s' "${url%%\?*}"
 }
 
-# usage: ops_profiles  -> the optional profiles asked for, one per line
+# usage: ops_profiles  -> the optional profiles asked for, one per line, in OPS_PROFILES order
 # PROFILE (the environment, else compose/.env): a comma-separated list of OPS_PROFILES, or empty for the
 # small stack. An unknown name stops the script: a typo must not start the small stack instead.
 ops_profiles() {
@@ -301,15 +306,17 @@ ops_profiles() {
 	IFS=, read -r -a asked <<<"$(ops_setting PROFILE '')"
 	for profile in "${asked[@]}"; do
 		profile="${profile// /}"
-		[[ -n "$profile" ]] || continue
-		for known in "${OPS_PROFILES[@]}"; do
-			if [[ "$profile" == "$known" ]]; then
-				printf '%s\n' "$profile"
-				continue 2
+		[[ -z "$profile" || " ${OPS_PROFILES[*]} " == *" $profile "* ]] ||
+			ops_die "PROFILE=$profile is not a profile of the stack" \
+				"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), PROFILE=pooler (PgBouncer), both (PROFILE=scale,pooler), or none for the small stack"
+	done
+	for known in "${OPS_PROFILES[@]}"; do
+		for profile in "${asked[@]}"; do
+			if [[ "${profile// /}" == "$known" ]]; then
+				printf '%s\n' "$known"
+				break
 			fi
 		done
-		ops_die "PROFILE=$profile is not a profile of the stack" \
-			"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), or no PROFILE for the small stack"
 	done
 }
 

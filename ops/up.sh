@@ -41,9 +41,13 @@ up_main() {
 		up_scale
 		return 0
 	fi
-	ops_step "starting mcp and backup"
-	"$OPS_ROOT/ops/compose.sh" up -d mcp backup
-	"$OPS_ROOT/ops/wait-healthy.sh" mcp backup
+	local -a services=(mcp backup)
+	if ops_profile pooler; then
+		services=(pgbouncer "${services[@]}")
+	fi
+	ops_step "starting ${services[*]}"
+	"$OPS_ROOT/ops/compose.sh" up -d "${services[@]}"
+	"$OPS_ROOT/ops/wait-healthy.sh" "${services[@]}"
 	cat >&2 <<-EOM
 		==> the stack is up, after $(ops_elapsed)
 		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app  (make psql, make psql ROLE=mcp_reader)
@@ -73,9 +77,13 @@ up_scale() {
 	"$OPS_ROOT/ops/wait-healthy.sh" postgres-standby
 	local replicas
 	replicas="$(ops_setting MCP_REPLICAS 3)"
-	ops_step "starting $replicas mcp replicas, backup and haproxy"
-	"$OPS_ROOT/ops/compose.sh" up -d mcp backup haproxy
-	"$OPS_ROOT/ops/wait-healthy.sh" mcp backup haproxy
+	local -a services=(mcp backup haproxy)
+	if ops_profile pooler; then
+		services=(pgbouncer "${services[@]}")
+	fi
+	ops_step "starting ${services[*]} ($replicas mcp replicas)"
+	"$OPS_ROOT/ops/compose.sh" up -d "${services[@]}"
+	"$OPS_ROOT/ops/wait-healthy.sh" "${services[@]}"
 	cat >&2 <<-EOM
 		==> the stack is up (PROFILE=scale), after $(ops_elapsed)
 		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app (the primary); postgres-standby streams from it
