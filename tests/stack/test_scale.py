@@ -236,7 +236,8 @@ def test_a_five_second_query_on_the_standby_survives_heavy_writes_on_the_primary
         "SELECT confl_snapshot + confl_lock + confl_bufferpin FROM pg_stat_database_conflicts WHERE datname = 'app'"
     )
     before = standby_sql(scale, conflicts)
-    # one snapshot held for 5 s on the standby (pg_sleep: the guard would refuse it through MCP), while the primary rewrites and vacuums the table it reads
+    # one snapshot held for 5 s on the standby (pg_sleep: the guard would refuse it through MCP), while the
+    # primary rewrites and vacuums the table it reads
     script = (
         'PGPASSWORD="$(cat /run/secrets/postgres_password)" PGSSLMODE=verify-full '
         "PGSSLROOTCERT=/run/secrets/tls_ca_cert psql --no-psqlrc -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d app "
