@@ -109,7 +109,7 @@ def test_secrets_include_a_ca_and_a_server_certificate_for_the_postgres_service(
     assert (ca.not_valid_after_utc - ca.not_valid_before_utc).days == 3650
 
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == ["postgres", "localhost"]
+    assert names.get_values_for_type(x509.DNSName) == ["postgres", "postgres-standby", "pgbouncer", "localhost"]
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert server.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
