@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images
+	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -60,6 +60,12 @@ external: ## serve your own PostgreSQL instead of the bundled one: URL=postgresq
 
 bundled: ## back to the bundled postgres after make external (then make up)
 	ops/external.sh --off
+
+swarm-up: ## deploy the stack on the Docker Swarm this machine manages (compose/stack.yaml; docs/operations.md)
+	ops/swarm.sh up
+
+swarm-down: ## remove the stack from the Swarm, keeping its volumes
+	ops/swarm.sh down
 
 rotate-tls: ## give postgres a new TLS certificate from the stack's CA, no downtime (CA=1: a new CA too)
 	ops/rotate-tls.sh $(if $(filter 1,$(CA)),--ca,)

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -265,42 +265,79 @@ def test_a_five_second_query_on_the_standby_survives_heavy_writes_on_the_primary
     assert standby_sql(scale, conflicts) == before
 
 
-def test_killing_a_replica_under_load_loses_at_most_its_in_flight_calls(scale: Stack, tmp_path: Path) -> None:
-    containers = replica_containers(scale)
+def loaded(stack: Stack, tmp_path: Path, during: Callable[[list[Any]], Any]) -> tuple[int, int, str, Any]:
+    """A bounded Locust run through HAProxy (LOCUST_USERS users, 20 s); once every replica takes load,
+    `during(replicas)` runs. Returns (requests, failures, Locust's output, what `during` returned)."""
+    containers = replica_containers(stack)
     assert len(containers) == REPLICAS
-    before = {container.id: tool_calls(container) for container in containers}
-    servers_before = haproxy_servers(scale)
+    servers_before = haproxy_servers(stack)
     locust = subprocess.Popen(
         [
             sys.executable, "-m", "locust", "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
-            "--only-summary", "--host", f"http://127.0.0.1:{scale.mcp_port}", "-u", str(LOCUST_USERS),
+            "--only-summary", "--host", f"http://127.0.0.1:{stack.mcp_port}", "-u", str(LOCUST_USERS),
             "-r", str(LOCUST_USERS), "-t", "20s", "--csv", str(tmp_path / "run"),
         ],
-        env={**os.environ, "MCP_API_KEYS": scale.api_key},
+        env={**os.environ, "MCP_API_KEYS": stack.api_key},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
     try:
-        # under load on every replica, kill one of them (SIGKILL: no draining, its in-flight calls are lost)
         wait_until(
             lambda: all(
                 int(row["stot"]) > int(servers_before[name]["stot"]) + 50
-                for name, row in haproxy_servers(scale).items()
+                for name, row in haproxy_servers(stack).items()
                 if row["status"] == "UP"
             ),
             timeout=30,
             what="the load reaching every replica",
         )
-        victim = containers[0]
-        victim.kill()
+        outcome = during(containers)
         output, _ = locust.communicate(timeout=120)
     finally:
         if locust.poll() is None:
             locust.kill()
     with (tmp_path / "run_stats.csv").open() as stats:
         total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
-    requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    return int(total["Request Count"]), int(total["Failure Count"]), output, outcome
+
+
+def restore_replicas(stack: Stack) -> None:
+    stack.compose("up", "-d", "--no-recreate", "--scale", f"mcp={REPLICAS}", "mcp")
+    stack.wait_healthy("mcp")
+    wait_until(
+        lambda: [row["status"] for row in haproxy_servers(stack).values()].count("UP") == REPLICAS,
+        timeout=60,
+        what=f"HAProxy seeing {REPLICAS} replicas up",
+    )
+
+
+def test_a_replica_stopped_under_load_drains_without_a_failed_call(scale: Stack, tmp_path: Path) -> None:
+    def stop_one(containers: list[Any]) -> None:
+        containers[-1].stop(timeout=15)  # SIGTERM: the server finishes its calls in flight, then exits
+
+    try:
+        requests, failures, output, _ = loaded(scale, tmp_path, stop_one)
+    finally:
+        restore_replicas(scale)
+    assert requests > 500 and failures == 0, output
+
+
+def test_killing_a_replica_under_load_loses_at_most_its_in_flight_calls(scale: Stack, tmp_path: Path) -> None:
+    containers = replica_containers(scale)
+    before = {container.id: tool_calls(container) for container in containers}
+    servers_before = haproxy_servers(scale)
+
+    def kill_one(replicas: list[Any]) -> Any:
+        victim = replicas[0]
+        victim.kill()  # SIGKILL: no draining, its in-flight calls are lost
+        return victim
+
+    try:
+        requests, failures, output, victim = loaded(scale, tmp_path, kill_one)
+    except BaseException:
+        restore_replicas(scale)
+        raise
     assert requests > 500, output
     # each Locust user has one call in flight at a time: the victim held at most all of them
     assert failures <= LOCUST_USERS, output
@@ -316,5 +353,4 @@ def test_killing_a_replica_under_load_loses_at_most_its_in_flight_calls(scale: S
         address = container.attrs["NetworkSettings"]["Networks"][f"{scale.project}_mcp-edge"]["IPAddress"]
         name = addresses[address]
         assert tool_calls(container) - before[container.id] == answered[name], (name, output)
-    scale.compose("up", "-d", "--no-recreate", "--scale", f"mcp={REPLICAS}", "mcp")
-    scale.wait_healthy("mcp")
+    restore_replicas(scale)

@@ -86,16 +86,16 @@ def test_backup_reaches_only_the_internal_network(services: dict[str, Any]) -> N
     assert services["restore-drill"]["network_mode"] == "none"
 
 
-def test_the_pass_through_lists_are_generated_from_the_declarations() -> None:
-    """STYLE rule 15: each service's `compose="pass"` settings are written into compose.yaml between markers."""
-    text = COMPOSE_FILE.read_text()
+@pytest.mark.parametrize("name", ["compose.yaml", "stack.yaml"])
+def test_the_pass_through_lists_are_generated_from_the_declarations(name: str) -> None:
+    """STYLE rule 15: each service's `compose="pass"` settings are written into compose.yaml (and the Swarm
+    variant, stack.yaml) between markers."""
+    text = (COMPOSE_FILE.parent / name).read_text()
     for begin in (mcp_generated.COMPOSE_BEGIN, backup_settings.COMPOSE_BEGIN):
-        assert begin in text, f"compose.yaml lacks the marker {begin!r}"
-    assert mcp_generated.update(text) == text, f"compose.yaml is stale: run `python -m pgmcp {REGENERATE}`"
-    assert backup_settings.render_readme(text) == text, f"compose.yaml is stale: run `python -m pgbackup {REGENERATE}`"
-
-
-REGENERATE = "settings --update compose/compose.yaml"
+        assert begin in text, f"{name} lacks the marker {begin!r}"
+    regenerate = f"settings --update compose/{name}"
+    assert mcp_generated.update(text) == text, f"{name} is stale: run `python -m pgmcp {regenerate}`"
+    assert backup_settings.render_readme(text) == text, f"{name} is stale: run `python -m pgbackup {regenerate}`"
 
 
 @pytest.mark.parametrize("name", ["backup", "restore", "restore-drill"])

@@ -1,7 +1,7 @@
 """What is generated from `config.VARIABLES`: the README's settings table and the Compose pass-through list.
 
-`python -m pgmcp settings --update services/mcp/README.md compose/compose.yaml` rewrites each block between
-its markers in place; tests regenerate them and fail on any difference (STYLE rule 15).
+`python -m pgmcp settings --update services/mcp/README.md compose/compose.yaml compose/stack.yaml` rewrites each
+block between its markers in place; tests regenerate them and fail on any difference (STYLE rule 15).
 """
 
 from __future__ import annotations
