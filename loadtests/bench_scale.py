@@ -5,8 +5,12 @@ raw psycopg pool measured in the same run (the floor), on a private native Postg
 Targets (this 2-core machine): at least 1,000 calls/s at 10 clients with the better worker count, and a
 single-client median no slower than the best peer's (DBHub 1.4.0: 1.82 ms, measured with one official-SDK client
 against each server in one run). The run exits 1 when one is missed (`--report-only` to just report); the report
-goes to reports/bench-scale.json. Replicas behind HAProxy and reads on a standby are not measured yet (see the
-README's Benchmarks). A benchmark, never part of `make test`: the machine's other load moves these numbers.
+goes to reports/bench-scale.json.
+
+Then the scaled-out stack (`PROFILE=scale`, a project of its own on free ports, removed afterwards): 3 and 1
+replicas behind HAProxy reading from the hot standby, and 3 replicas reading from the primary (the standby
+stopped), each beside raw psycopg to the primary's published port in the same run (`--no-stack` skips these).
+A benchmark, never part of `make test`: the machine's other load moves these numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,51 @@ REPORT = REPO / "reports" / "bench-scale.json"
 WORKER_COUNTS = (1, 2)
 CLIENTS = (10, 50)
 TARGETS = {"calls_per_s_at_10": 1000.0, "single_client_median_ms": 1.82}
+STACK_REPLICAS = 3
+
+
+@dataclass(frozen=True)
+class _Port:
+    port: int
+
+
+class StackTarget:
+    """The scaled-out stack in the shape `measure` reads: `.server.port` (HAProxy's), `.keys`, `.pg.dsn(role)`."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.server = _Port(stack.mcp_port)
+        self.keys = [stack.api_key]
+        self.pg = self
+
+    def dsn(self, role: str) -> str:
+        return str(self.stack.dsn(role))
+
+
+def measure_stack(calls: int, seconds: float) -> dict[str, Any]:
+    """The scale profile's rows: replicas behind HAProxy, reads on the standby, then on the primary."""
+    from tests.fixtures.stack import start_stack
+    from tests.helpers import wait_until
+
+    rows: dict[str, Any] = {}
+    # one key for every client: the per-key limit (a policy, per replica) must not be what is measured
+    env = {"MCP_REPLICAS": str(STACK_REPLICAS), "MCP_MAX_CONCURRENCY_PER_KEY": "1000"}
+    print(f"PROFILE=scale: {STACK_REPLICAS} replicas behind HAProxy and a hot standby ...", file=sys.stderr)
+    with start_stack(profile="scale", env=env) as stack:
+        target = StackTarget(stack)
+
+        def replicas(count: int) -> bool:
+            return len(stack.compose("ps", "-q", "mcp").stdout.split()) == count
+
+        rows[f"{STACK_REPLICAS} replicas, standby"] = uvloop.run(measure(target, calls, seconds))
+        stack.compose("up", "-d", "--no-recreate", "--scale", "mcp=1", "mcp")
+        wait_until(lambda: replicas(1), timeout=60, what="one mcp replica")
+        rows["1 replica, standby"] = uvloop.run(measure(target, calls, seconds))
+        stack.compose("up", "-d", "--no-recreate", "--scale", f"mcp={STACK_REPLICAS}", "mcp")
+        stack.wait_healthy("mcp")
+        stack.compose("stop", "postgres-standby")
+        rows[f"{STACK_REPLICAS} replicas, primary"] = uvloop.run(measure(target, calls, seconds))
+    return rows
 
 
 async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
@@ -48,11 +98,12 @@ async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
 
 
 def verdict(report: dict[str, Any]) -> list[str]:
-    best_rate = max(run["throughput"]["10"]["mcp_calls_per_s"] for run in report["workers"].values())
-    best_median = min(run["latency"]["mcp"]["median_ms"] for run in report["workers"].values())
+    runs = [*report["workers"].values(), *report.get("stack", {}).values()]
+    best_rate = max(run["throughput"]["10"]["mcp_calls_per_s"] for run in runs)
+    best_median = min(run["latency"]["mcp"]["median_ms"] for run in runs)
     checks = [
-        ("calls/s at 10 clients (best worker count)", best_rate, TARGETS["calls_per_s_at_10"], ">="),
-        ("single-client median, ms (best worker count)", best_median, TARGETS["single_client_median_ms"], "<="),
+        ("calls/s at 10 clients (best row)", best_rate, TARGETS["calls_per_s_at_10"], ">="),
+        ("single-client median, ms (best row)", best_median, TARGETS["single_client_median_ms"], "<="),
     ]
     missed = []
     report["targets"] = {}
@@ -66,10 +117,12 @@ def verdict(report: dict[str, Any]) -> list[str]:
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        f"{'MCP_WORKERS':<12} {'median':>8} {'p95':>8} {'floor median':>13} "
+        f"{'server':<24} {'median':>8} {'p95':>8} {'floor median':>13} "
         + " ".join(f"{f'{clients} clients/s':>14} {'floor/s':>8}" for clients in CLIENTS)
     ]
-    for workers, run in report["workers"].items():
+    rows = {f"MCP_WORKERS={workers}": run for workers, run in report["workers"].items()}
+    rows.update({f"stack: {name}": run for name, run in report.get("stack", {}).items()})
+    for workers, run in rows.items():
         ours, floor = run["latency"]["mcp"], run["latency"]["psycopg"]
         rates = " ".join(
             f"{run['throughput'][str(clients)]['mcp_calls_per_s']:>14.0f} "
@@ -77,7 +130,7 @@ def table(report: dict[str, Any]) -> str:
             for clients in CLIENTS
         )
         lines.append(
-            f"{workers:<12} {ours['median_ms']:>6.3f}ms {ours['p95_ms']:>6.3f}ms {floor['median_ms']:>11.3f}ms {rates}"
+            f"{workers:<24} {ours['median_ms']:>6.3f}ms {ours['p95_ms']:>6.3f}ms {floor['median_ms']:>11.3f}ms {rates}"
         )
     return "\n".join(lines)
 
@@ -88,12 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--report-only", action="store_true", help="exit 0 even when a target is missed")
+    parser.add_argument("--no-stack", action="store_true", help="only the worker rows (no Docker)")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"workers": {}, "calls": args.calls, "seconds": args.seconds}
     for workers in WORKER_COUNTS:
         print(f"MCP_WORKERS={workers}: a private PostgreSQL 18 and python -m pgmcp ...", file=sys.stderr)
         with local_target(clients=max(CLIENTS), overrides={"MCP_WORKERS": str(workers)}) as target:
             report["workers"][str(workers)] = uvloop.run(measure(target, args.calls, args.seconds))
+    if not args.no_stack:
+        report["stack"] = measure_stack(args.calls, args.seconds)
     missed = verdict(report)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
