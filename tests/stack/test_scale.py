@@ -265,6 +265,15 @@ def test_a_five_second_query_on_the_standby_survives_heavy_writes_on_the_primary
     assert standby_sql(scale, conflicts) == before
 
 
+def test_the_backup_sidecar_can_dump_from_the_standby(scale: Stack) -> None:
+    """DUMP_FROM=postgres-standby sets BACKUP_PGHOST; here the one run of `make backup-now` gets it instead."""
+    result = scale.compose(
+        "exec", "-T", "-e", "BACKUP_PGHOST=postgres-standby", "backup", "python", "-m", "pgbackup", "backup"
+    )
+    assert "verified" in result.stdout, result.stdout + result.stderr
+    assert "postgres-standby" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
 def loaded(stack: Stack, tmp_path: Path, during: Callable[[list[Any]], Any]) -> tuple[int, int, str, Any]:
     """A bounded Locust run through HAProxy (LOCUST_USERS users, 20 s); once every replica takes load,
     `during(replicas)` runs. Returns (requests, failures, Locust's output, what `during` returned)."""
