@@ -40,7 +40,7 @@ def test_each_status_has_one_meaning() -> None:
 def test_the_regeneration_commands_run_and_change_nothing(tmp_path: Path) -> None:
     """The page's bash block, run in a copy of the files it rewrites: they are current, so nothing changes."""
     [block] = re.findall(r"```bash\n(.*?)```", CONVENTIONS.read_text(), re.DOTALL)
-    files = ("services/mcp/README.md", "services/backup/README.md", "compose/compose.yaml")
+    files = ("services/mcp/README.md", "services/backup/README.md", "compose/compose.yaml", "compose/stack.yaml")
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
