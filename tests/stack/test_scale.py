@@ -10,6 +10,7 @@ Traffic goes only to the loopback ports (HAProxy's MCP port and stats port, Post
 from __future__ import annotations
 
 import csv
+import dataclasses
 import http.client
 import json
 import os
@@ -363,3 +364,14 @@ def test_killing_a_replica_under_load_loses_at_most_its_in_flight_calls(scale: S
         name = addresses[address]
         assert tool_calls(container) - before[container.id] == answered[name], (name, output)
     restore_replicas(scale)
+
+
+def test_make_up_without_the_profile_goes_back_to_the_small_stack(scale: Stack) -> None:
+    """What ops/up.sh runs without PROFILE: the standby and HAProxy go, one mcp publishes the port again."""
+    small = dataclasses.replace(scale, extra_env={**scale.extra_env, "PROFILE": ""})
+    small.compose("up", "-d", "--remove-orphans", "postgres")
+    small.compose("up", "-d", "mcp", "backup")
+    small.wait_healthy("mcp", "backup")
+    services = sorted(small.compose("ps", "--format", "{{.Service}}").stdout.split())
+    assert services == ["backup", "mcp", "postgres"]
+    wait_until(lambda: not on_standby(small), timeout=60, what="the one mcp answering on the published port")
