@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import docker
 import psycopg
 import pytest
 from mcp import Client
@@ -122,8 +123,6 @@ def haproxy_servers(stack: Stack) -> dict[str, dict[str, str]]:
 
 def replica_containers(stack: Stack) -> list[Any]:
     ids = stack.compose("ps", "-q", "mcp").stdout.split()
-    import docker
-
     client = docker.from_env()
     return [client.containers.get(container_id) for container_id in ids]
 
@@ -375,3 +374,19 @@ def test_make_up_without_the_profile_goes_back_to_the_small_stack(scale: Stack) 
     services = sorted(small.compose("ps", "--format", "{{.Service}}").stdout.split())
     assert services == ["backup", "mcp", "postgres"]
     wait_until(lambda: not on_standby(small), timeout=60, what="the one mcp answering on the published port")
+
+    # and make clean, without PROFILE, still removes the standby's volume (ops/clean.sh layers every profile)
+    def volumes() -> list[Any]:
+        return list(docker.from_env().volumes.list(filters={"name": f"{scale.project}_pgdata"}))
+
+    assert {volume.name for volume in volumes()} >= {f"{scale.project}_pgdata-standby"}
+    cleaned = subprocess.run(
+        [str(REPO / "ops" / "clean.sh")],
+        env={**small.env(), "FORCE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert volumes() == []
