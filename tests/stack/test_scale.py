@@ -155,13 +155,23 @@ async def sdk_client(stack: Stack) -> AsyncIterator[Client]:
 @pytest.mark.anyio
 async def test_replicas_behind_haproxy_read_from_the_standby(scale: Stack) -> None:
     async with sdk_client(scale) as client:
-        result = await client.call_tool("query", {"sql": f"{WHERE} AS standby, current_user AS reader"})
+        # a model may ask where it reads and how fresh that is: the guard lets replication state through
+        result = await client.call_tool(
+            "query",
+            {"sql": f"{WHERE} AS standby, current_user AS reader, pg_last_wal_replay_lsn() IS NOT NULL AS replays"},
+        )
     assert not result.is_error and result.structured_content is not None
-    assert result.structured_content["rows"] == [[True, "mcp_reader"]]
+    assert result.structured_content["rows"] == [[True, "mcp_reader", True]]
     servers = haproxy_servers(scale)
     assert (
         sorted(row["status"] for row in servers.values() if not row["status"].startswith("MAINT")) == ["UP"] * REPLICAS
     )
+    # HAProxy's own Prometheus metrics, on the same loopback stats port
+    connection = http.client.HTTPConnection("127.0.0.1", int(scale.extra_env["HAPROXY_STATS_PORT"]), timeout=10)
+    connection.request("GET", "/metrics")
+    exposition = connection.getresponse().read().decode()
+    connection.close()
+    assert f'haproxy_backend_active_servers{{proxy="mcp"}} {REPLICAS}' in exposition
     # every replica, each of its workers, reports the standby in /readyz (round robin reaches them all)
     seen: set[tuple[str, int]] = set()
     for _ in range(4 * REPLICAS):
