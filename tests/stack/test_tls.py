@@ -71,7 +71,12 @@ def test_the_server_certificate_verifies_with_the_stacks_ca(stack: Stack, host: 
         row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
     assert row is not None and row[0] is True and str(row[1]).startswith("TLSv1."), row
     names = served_certificate(stack.pg_port).extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert set(names.value.get_values_for_type(x509.DNSName)) == {"postgres", "localhost"}
+    assert set(names.value.get_values_for_type(x509.DNSName)) == {
+        "postgres",
+        "postgres-standby",
+        "pgbouncer",
+        "localhost",
+    }
     assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
 
