@@ -41,10 +41,8 @@ up_main() {
 		up_scale
 		return 0
 	fi
-	local -a services=(mcp backup)
-	if ops_profile pooler; then
-		services=(pgbouncer "${services[@]}")
-	fi
+	local -a services
+	read -r -a services <<<"$(up_services mcp backup)"
 	ops_step "starting ${services[*]}"
 	"$OPS_ROOT/ops/compose.sh" up -d "${services[@]}"
 	"$OPS_ROOT/ops/wait-healthy.sh" "${services[@]}"
@@ -55,6 +53,14 @@ up_main() {
 		    secrets     compose/secrets/  (mode 0600)
 		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 	EOM
+}
+
+# usage: up_services SERVICE...  -> the services to start after postgres, PgBouncer first with PROFILE=pooler
+up_services() {
+	if ops_profile pooler; then
+		printf '%s ' pgbouncer
+	fi
+	printf '%s\n' "$*"
 }
 
 # usage: up_scale  (postgres is healthy)
@@ -77,10 +83,8 @@ up_scale() {
 	"$OPS_ROOT/ops/wait-healthy.sh" postgres-standby
 	local replicas
 	replicas="$(ops_setting MCP_REPLICAS 3)"
-	local -a services=(mcp backup haproxy)
-	if ops_profile pooler; then
-		services=(pgbouncer "${services[@]}")
-	fi
+	local -a services
+	read -r -a services <<<"$(up_services mcp backup haproxy)"
 	ops_step "starting ${services[*]} ($replicas mcp replicas)"
 	"$OPS_ROOT/ops/compose.sh" up -d "${services[@]}"
 	"$OPS_ROOT/ops/wait-healthy.sh" "${services[@]}"

@@ -3,14 +3,17 @@ lives in devtools/wait.py so that the benchmarks and ops/ poll the same way)."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from devtools.wait import WaitTimeout, wait_until
 
-__all__ = ["WaitTimeout", "read_only", "wait_until"]
+__all__ = ["WaitTimeout", "query_call", "read_only", "wait_until"]
 
 
 @contextmanager
@@ -24,3 +27,37 @@ def read_only(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", str(path)], check=True)
+
+
+MODERN = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def query_call(host: str, port: int, key: str, sql: str) -> dict[str, Any]:
+    """One `query` tool call over the 2026-07-28 protocol (raw JSON-RPC, one connection), to `host:port/mcp`:
+    the result object; anything but HTTP 200 fails the test."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "query", "arguments": {"sql": sql}, "_meta": META},
+    }
+    headers = {
+        "Host": f"{host}:{port}",
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "query",
+    }
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        connection.request("POST", "/mcp", body=json.dumps(body), headers=headers)
+        response = connection.getresponse()
+        text = response.read().decode()
+    finally:
+        connection.close()
+    assert response.status == 200, f"HTTP {response.status}: {text[:300]}"
+    result: dict[str, Any] = json.loads(text)["result"]
+    return result

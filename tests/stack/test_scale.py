@@ -31,7 +31,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from devtools.paths import REPO
 from tests.fixtures.stack import Stack, start_stack
-from tests.helpers import wait_until
+from tests.helpers import query_call, wait_until
 
 REPLICAS = 3
 MAX_REPLICA_LAG_S = 2
@@ -41,8 +41,6 @@ SCALE_ENV = {
     # the Locust run below uses one key for all its users: the per-key limit (per replica) is not under test
     "MCP_MAX_CONCURRENCY_PER_KEY": "32",
 }
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 LOCUST_USERS = 8
 WHERE = "SELECT pg_is_in_recovery()"
 
@@ -62,32 +60,8 @@ def anyio_backend() -> str:
 
 
 def call(stack: Stack, sql: str) -> dict[str, Any]:
-    """One `query` tool call through HAProxy (the 2026-07-28 protocol, raw JSON-RPC); the result object."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "query", "arguments": {"sql": sql}, "_meta": META},
-    }
-    headers = {
-        "Host": f"127.0.0.1:{stack.mcp_port}",
-        "Authorization": f"Bearer {stack.api_key}",
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "query",
-    }
-    connection = http.client.HTTPConnection("127.0.0.1", stack.mcp_port, timeout=30)
-    try:
-        connection.request("POST", "/mcp", body=json.dumps(body), headers=headers)
-        response = connection.getresponse()
-        text = response.read().decode()
-    finally:
-        connection.close()
-    assert response.status == 200, f"HTTP {response.status}: {text[:300]}"
-    result: dict[str, Any] = json.loads(text)["result"]
-    return result
+    """One `query` tool call through HAProxy; the result object."""
+    return query_call("127.0.0.1", stack.mcp_port, stack.api_key, sql)
 
 
 def on_standby(stack: Stack) -> bool:

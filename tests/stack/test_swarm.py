@@ -7,8 +7,6 @@ every node's HAProxy answers. Losing the worker moves its replicas to the manage
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -19,14 +17,12 @@ import pytest
 from devtools.paths import REPO
 from tests.fixtures.stack import Stack, prepare_images
 from tests.fixtures.swarm import ADDRESS_POOL, SwarmNode, clean_leftovers, make_bridge, remove_bridge
-from tests.helpers import wait_until
+from tests.helpers import query_call, wait_until
 
 STACK = "pgswarm"
 MCP_PORT = 8080
 STATS_PORT = 8404
 REPLICAS = 3
-MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 
 
 class Cluster:
@@ -108,35 +104,8 @@ def cluster() -> Iterator[Cluster]:
 
 
 def call(address: str, key: str, sql: str) -> dict[str, Any]:
-    """One `query` call to a node's published MCP port (its HAProxy)."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "query", "arguments": {"sql": sql}, "_meta": META},
-    }
-    connection = http.client.HTTPConnection(address, MCP_PORT, timeout=30)
-    try:
-        connection.request(
-            "POST",
-            "/mcp",
-            body=json.dumps(body),
-            headers={
-                "Host": f"{address}:{MCP_PORT}",
-                "Authorization": f"Bearer {key}",
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-                "MCP-Protocol-Version": MODERN,
-                "Mcp-Method": "tools/call",
-                "Mcp-Name": "query",
-            },
-        )
-        response = connection.getresponse()
-        text = response.read().decode()
-    finally:
-        connection.close()
-    assert response.status == 200, f"HTTP {response.status}: {text[:300]}"
-    result: dict[str, Any] = json.loads(text)["result"]
+    """One `query` call to a node's published MCP port (its HAProxy); a tool error fails the test."""
+    result = query_call(address, MCP_PORT, key, sql)
     assert not result["isError"], result["content"][0]["text"]
     return result
 
