@@ -15,6 +15,7 @@ import pytest
 from pgmcp import transaction
 from pgmcp.config import Settings
 from pgmcp.db import Database
+from pgmcp.errors import QueryTimeout
 from pgmcp.execute import Executor
 from pgmcp.layers import ALL_LAYERS, Layers
 from tests.fast.mcp.helpers import Connect, call_checked, error_text, rows_of
@@ -185,6 +186,45 @@ async def test_the_watchdog_cancels_what_the_server_did_not(reader_settings: Set
             await executor.watched(conn, conn.execute("SELECT pg_sleep(30)"))
         assert (await (await conn.execute("SELECT 7")).fetchone()) == (7,)
     assert cancels == [1] and executor.watchdog_cancels == 1
+
+
+async def test_the_watchdog_abandons_a_connection_the_cancel_request_cannot_stop(
+    reader_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work that a cancel request cannot reach (here a wait outside the database) is given up at the abandon
+    mark: a timeout error that says so, the connection closed (the pool replaces it), the cancel counted once."""
+    monkeypatch.setattr(transaction, "WATCHDOG_GRACE_S", 0.1)
+    monkeypatch.setattr(transaction, "WATCHDOG_ABANDON_S", 0.2)
+    settings = dataclasses.replace(reader_settings, statement_timeout_ms=200, pool_timeout_ms=100, lock_timeout_ms=100)
+    executor = Executor(settings, ALL_LAYERS, Database(settings, ALL_LAYERS))
+    conn = await psycopg.AsyncConnection.connect(**settings.database_conninfo(), autocommit=True)
+    try:
+        with pytest.raises(QueryTimeout) as caught:
+            await executor.watched(conn, anyio.sleep(30))
+        assert conn.closed
+    finally:
+        await conn.close()
+    assert caught.value.sqlstate == "57014" and "did not stop when cancelled" in caught.value.message
+    assert executor.watchdog_cancels == 1
+
+
+async def test_the_watchdog_leaves_a_call_that_ends_in_time_alone(reader_settings: Settings) -> None:
+    settings = dataclasses.replace(reader_settings, statement_timeout_ms=200, pool_timeout_ms=100, lock_timeout_ms=100)
+    executor = Executor(settings, ALL_LAYERS, Database(settings, ALL_LAYERS))
+    async with await psycopg.AsyncConnection.connect(**settings.database_conninfo(), autocommit=True) as conn:
+        for _ in range(3):
+            cursor = await executor.watched(conn, conn.execute("SELECT pg_sleep(0.1), 7"))
+            assert (await cursor.fetchone()) == ("", 7)
+        with pytest.raises(ZeroDivisionError):  # the work's own error leaves as it is, not as a timeout
+            await executor.watched(conn, _divide_by_zero())
+        await anyio.sleep(0.4)  # past the watchdog's marks: nothing fires for calls that are over
+        assert not conn.closed and (await (await conn.execute("SELECT 8")).fetchone()) == (8,)
+    assert executor.watchdog_cancels == 0
+
+
+async def _divide_by_zero() -> None:
+    await anyio.sleep(0)
+    raise ZeroDivisionError
 
 
 @pytest.mark.parametrize("hyg", [True, False], ids=["with-hyg", "without-hyg"])

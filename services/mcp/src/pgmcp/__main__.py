@@ -11,6 +11,7 @@ shutdown, 2 usage, 3 invalid configuration, 4 startup refused (role audit), 5 da
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import logging
 import os
@@ -96,6 +97,9 @@ async def serve_http(settings: Settings, worker: WorkerSlot | None = None, sock:
     app = create_app(settings, worker=worker)
     service: Service = app.state.service
     await service.open()
+    # Everything built so far lives as long as the process: out of the collector's sight, so that its full
+    # collections stop walking the imported modules and the SDK's models on every call's garbage.
+    gc.freeze()
     try:
         config = uvicorn.Config(
             app,

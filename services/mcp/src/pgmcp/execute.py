@@ -16,6 +16,7 @@ read-only transaction (a plain BEGIN ... COMMIT), the simple query protocol, no 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -142,49 +143,47 @@ class Executor:
             raise translate(exc, self._settings) from exc
 
     async def watched(self, conn: Connection, work: Awaitable[T]) -> T:
-        """TMO's second line: cancel the query if the server-side timeout did not, then abandon the connection."""
+        """TMO's second line: cancel the query if the server-side timeout did not, then abandon the connection.
+
+        Two timers on the running loop, not a task per call: at the statement timeout plus the grace a cancel
+        request goes out (in a task of its own); at the abandon mark `asyncio.timeout` cancels `work`, the
+        connection is closed and the call fails with a timeout."""
         if not self._layers.tmo:
             return await work
         timeout_s = self._settings.statement_timeout_ms / 1000
-        abandoned = False
-
-        async def watchdog(scope: anyio.CancelScope) -> None:
-            nonlocal abandoned
-            await anyio.sleep(timeout_s + transaction.WATCHDOG_GRACE_S)
-            self.watchdog_cancels += 1
-            if self._on_watchdog is not None:
-                self._on_watchdog()
-            logger.warning(
-                "statement still running %.1f s after its %.0f ms statement_timeout: sending a cancel request",
-                transaction.WATCHDOG_GRACE_S,
-                self._settings.statement_timeout_ms,
-            )
-            try:
-                await conn.cancel_safe(timeout=CANCEL_REQUEST_TIMEOUT_S)
-            except psycopg.Error as exc:
-                logger.warning("cancel request failed: %s", exc)
-            await anyio.sleep(transaction.WATCHDOG_ABANDON_S)
-            abandoned = True
+        cancel_at = timeout_s + transaction.WATCHDOG_GRACE_S
+        loop = asyncio.get_running_loop()
+        requests: list[asyncio.Task[None]] = []
+        timer = loop.call_later(cancel_at, lambda: requests.append(loop.create_task(self._cancel_request(conn))))
+        try:
+            async with asyncio.timeout(cancel_at + transaction.WATCHDOG_ABANDON_S) as deadline:
+                return await work
+        except TimeoutError:
+            if not deadline.expired():
+                raise
             logger.error("statement ignored the cancel request: abandoning its connection")
-            scope.cancel()
-
-        outcome: list[T] = []
-        failure: list[BaseException] = []
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(watchdog, scope)
-                try:
-                    outcome.append(await work)
-                except Exception as exc:  # re-raised below, outside the task group (no ExceptionGroup)
-                    failure.append(exc)
-                group.cancel_scope.cancel()
-        if abandoned or scope.cancelled_caught:
             with anyio.CancelScope(shield=True):
                 await conn.close()
-            raise QueryTimeout(_timeout_message(self._settings, abandoned=True), sqlstate="57014")
-        if failure:
-            raise failure[0]
-        return outcome[0]
+            raise QueryTimeout(_timeout_message(self._settings, abandoned=True), sqlstate="57014") from None
+        finally:
+            timer.cancel()
+            if requests:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(*requests, return_exceptions=True)
+
+    async def _cancel_request(self, conn: Connection) -> None:
+        self.watchdog_cancels += 1
+        if self._on_watchdog is not None:
+            self._on_watchdog()
+        logger.warning(
+            "statement still running %.1f s after its %.0f ms statement_timeout: sending a cancel request",
+            transaction.WATCHDOG_GRACE_S,
+            self._settings.statement_timeout_ms,
+        )
+        try:
+            await conn.cancel_safe(timeout=CANCEL_REQUEST_TIMEOUT_S)
+        except psycopg.Error as exc:
+            logger.warning("cancel request failed: %s", exc)
 
     # -- fetching with the caps ------------------------------------------------------------------------------
 

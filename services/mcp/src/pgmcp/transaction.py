@@ -18,6 +18,7 @@ shielded from cancellation. Database errors leave as psycopg errors; the executo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from types import TracebackType
@@ -121,12 +122,11 @@ class Transaction:
                 parts.append(RESET_SESSION)
             if parts:
                 try:
-                    with anyio.move_on_after(END_TIMEOUT_S) as scope:
+                    async with asyncio.timeout(END_TIMEOUT_S):
                         await conn.execute("; ".join(parts), prepare=False)
-                    if scope.cancelled_caught:
-                        raise psycopg.OperationalError(f"no answer within {END_TIMEOUT_S} s")
-                except psycopg.Error as exc:
-                    logger.warning("unable to end and reset a pooled connection (%s): discarding it", exc)
+                except (psycopg.Error, TimeoutError) as exc:
+                    reason = exc if isinstance(exc, psycopg.Error) else f"no answer within {END_TIMEOUT_S} s"
+                    logger.warning("unable to end and reset a pooled connection (%s): discarding it", reason)
                     await conn.close()
         await self._database.release(conn)
 
