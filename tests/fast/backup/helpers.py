@@ -20,7 +20,7 @@ from devtools.native_pg import NativePostgres
 from pgbackup.catalog import BackupSet, scan
 from pgbackup.config import SPECS, Settings
 from pgbackup.files import free_bytes
-from pgbackup.manifest import Database, FileEntry, Manifest, Verification
+from pgbackup.manifest import Database, FileEntry, Manifest, Verdict, Verification
 
 EnvFactory = Callable[..., dict[str, str]]
 
@@ -152,7 +152,8 @@ def fake_manifest(set_id: str, at: datetime) -> Manifest:
 
 def fake_set(at: datetime, *, verified: bool = True) -> BackupSet:
     set_id = at.strftime("%Y%m%dT%H%M%SZ")
-    verification = Verification(ok=verified, verified_at=at, checks=("checksums",), error=None if verified else "bad")
+    verdict = Verdict("backup", verified, at, ("checksums",), None if verified else "bad")
+    verification = Verification((verdict,))
     return BackupSet(set_id, Path("/nonexistent") / set_id, fake_manifest(set_id, at), verification)
 
 

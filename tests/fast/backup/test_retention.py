@@ -67,12 +67,18 @@ def test_a_gap_never_expires_older_sets_early() -> None:
     assert ids(sets, plan) == [sets[1].id, sets[2].id, sets[3].id]
 
 
-def test_the_newest_verified_set_is_kept_even_when_newer_ones_failed() -> None:
+def test_failed_sets_count_for_nothing_and_the_newest_good_one_is_kept() -> None:
+    """Newer sets that failed their latest check do not fill keep_last: the two newest good ones stay, the
+    failed ones go (the prune after the next good backup deletes them, after a re-check)."""
     start = datetime(2026, 5, 1, tzinfo=UTC)
-    sets = [fake_set(start)] + [fake_set(start + timedelta(hours=hour), verified=False) for hour in range(1, 6)]
+    good = [fake_set(start + timedelta(minutes=minute)) for minute in range(3)]
+    failed = [fake_set(start + timedelta(hours=hour), verified=False) for hour in range(1, 6)]
+    sets = good + failed
     plan = plan_retention(sets, Policy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0))
-    assert plan.keep[sets[0].id] == ["newest verified"]
-    assert ids(sets, plan) == [sets[0].id, sets[4].id, sets[5].id]
+    assert plan.keep[good[2].id] == ["last", "newest verified"]
+    assert plan.keep[good[1].id] == ["last"]
+    assert ids(sets, plan) == [good[1].id, good[2].id]
+    assert plan.delete == [good[0].id, *(backup_set.id for backup_set in failed)]
 
 
 def test_tiers_keep_only_verified_sets() -> None:

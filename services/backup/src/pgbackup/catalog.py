@@ -38,7 +38,13 @@ class BackupSet:
 
     @property
     def verified(self) -> bool:
+        """Good: its latest check passed (the backup's own, or a later verify, scrub or drill)."""
         return self.verification is not None and self.verification.ok
+
+    @property
+    def failed(self) -> bool:
+        """Its latest check failed: not restorable as far as anyone knows; never picked, counted or kept."""
+        return self.verification is not None and not self.verification.ok
 
     @property
     def snapshot_at(self) -> datetime:
@@ -55,8 +61,27 @@ class Catalog:
 
     @property
     def newest_verified(self) -> BackupSet | None:
+        """The newest good set: what `latest` means, what freshness and retention go by."""
         verified = [backup_set for backup_set in self.sets if backup_set.verified]
         return verified[-1] if verified else None
+
+    @property
+    def failed(self) -> tuple[BackupSet, ...]:
+        """Sets whose latest check failed, newest first."""
+        return tuple(backup_set for backup_set in reversed(self.sets) if backup_set.failed)
+
+    def passed_over(self, chosen: BackupSet) -> str | None:
+        """Why `latest` is not the newest set: the newer sets it passed over and their verdicts; None if it is."""
+        newer = [backup_set for backup_set in self.sets if backup_set.snapshot_at > chosen.snapshot_at]
+        if not newer:
+            return None
+        reasons = [
+            f"{backup_set.id} failed its {backup_set.verification.latest.describe()}"
+            if backup_set.verification is not None
+            else f"{backup_set.id} was never verified"
+            for backup_set in reversed(newer)
+        ]
+        return f"took set {chosen.id}, the newest good set, instead of newer ones: {'; '.join(reasons)}"
 
     def resolve(self, selector: str) -> BackupSet:
         """The set named `selector`, or the newest verified one for "latest"."""

@@ -118,6 +118,13 @@ def _cadence(text: str) -> Cadence:
     return parse_cadence(text)
 
 
+def _optional_cadence(text: str) -> Cadence | None:
+    """A schedule, or None for `off` (or empty)."""
+    if text.lower() in ("", "off"):
+        return None
+    return parse_cadence(text)
+
+
 def _timezone(text: str) -> str:
     try:
         pytz.timezone(text)
@@ -178,6 +185,16 @@ def _rootcert(text: str) -> str:
 
 def _size(text: str) -> int:
     return byte_size(text)
+
+
+def _size_at_least(minimum: int) -> Parser:
+    def parse(text: str) -> int:
+        value = byte_size(text)
+        if value < minimum:
+            raise ValueError(f"is below the minimum of {minimum} bytes")
+        return value
+
+    return parse
 
 
 _ANY_TEXT = "text"
@@ -308,6 +325,31 @@ SPECS: tuple[Spec, ...] = (
         "time zone of 'daily at' and of the daily/weekly/monthly retention buckets",
     ),
     Spec("BACKUP_ON_START", "on_start", _flag, "true, false", "true", "`run` takes a backup as soon as it starts"),
+    Spec(
+        "BACKUP_SCRUB_SCHEDULE",
+        "scrub_cadence",
+        _optional_cadence,
+        "a schedule like BACKUP_SCHEDULE's, or `off`",
+        "daily at 04:30",
+        "when `run` re-checks every retained set (checksums, `pg_restore --list`); `off` = only `scrub` by hand",
+    ),
+    Spec(
+        "BACKUP_SCRUB_RATE",
+        "scrub_rate",
+        _size_at_least(1024 * 1024),
+        "bytes per second, 1MiB or more",
+        "64MiB",
+        "average read rate of a scrub, so that it never starves the database's disk",
+    ),
+    Spec(
+        "BACKUP_DRILL_SCHEDULE",
+        "drill_cadence",
+        _optional_cadence,
+        "a schedule like BACKUP_SCHEDULE's, or `off`",
+        "off",
+        "when `run` restore-drills the newest good set itself (a private server, as `drill`); a failed or "
+        "overdue drill makes the sidecar unhealthy",
+    ),
     Spec(
         "BACKUP_DATABASES",
         "databases",
@@ -493,6 +535,9 @@ class Settings:
     cadence: Cadence
     tz: str
     on_start: bool
+    scrub_cadence: Cadence | None
+    scrub_rate: int
+    drill_cadence: Cadence | None
     databases: tuple[str, ...]
     compress: str | None
     lock_wait_timeout: float
@@ -519,6 +564,11 @@ class Settings:
     def max_backup_age(self) -> float:
         """Seconds after which the newest verified set counts as stale (schedule period + grace)."""
         return self.cadence.period_seconds + self.freshness_grace
+
+    @property
+    def max_drill_age(self) -> float | None:
+        """Seconds after which the last scheduled drill is overdue (drill period + grace); None without one."""
+        return None if self.drill_cadence is None else self.drill_cadence.period_seconds + self.freshness_grace
 
     @property
     def sets_dir(self) -> Path:

@@ -20,17 +20,19 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgbackup.cancel import Cancellation
-from pgbackup.catalog import BackupSet, scan
+from pgbackup.catalog import LATEST, BackupSet, scan
 from pgbackup.clock import Clock, to_iso
 from pgbackup.config import Settings
 from pgbackup.db import Connection, count_objects, read_roles, scalar
-from pgbackup.errors import BackupError
+from pgbackup.errors import AbortedError, BackupError
 from pgbackup.files import shared_lock, write_json_atomic
-from pgbackup.manifest import GLOBALS_NAME, MANIFEST_NAME, Database, Role
+from pgbackup.manifest import GLOBALS_NAME, MANIFEST_NAME, Database, Role, Verdict, Verification
 from pgbackup.pgtools import find_tool, run_tool
 from pgbackup.restore import compare_counts, create_database, drop_database, restore_archive
 from pgbackup.sandbox import PrivateServer
+from pgbackup.state import State, update_state
 from pgbackup.verify import check_archives, check_checksums
+from pgbackup.webhook import notify_failure
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class DrillReport:
     checks: list[Check] = field(default_factory=list)
     databases: list[dict[str, Any]] = field(default_factory=list)
     report_path: str | None = None
+    passed_over: str | None = None  # `latest` skipped newer sets: which, and why
+    scheduled: bool = False  # run by the sidecar's BACKUP_DRILL_SCHEDULE, not by hand
 
     @property
     def within_thresholds(self) -> bool:
@@ -96,15 +100,22 @@ def run_drill(
     max_rpo: float,
     clock: Clock,
     cancel: Cancellation | None = None,
+    scheduled: bool = False,
 ) -> DrillReport:
-    """Run the drill on one set and write its report; never raises for a failed check (see `passed`)."""
+    """Run the drill on one set, record its verdict on the set and write its report; never raises for a failed
+    check (see `passed`)."""
     began = clock.monotonic()
     started_at = clock.now()
-    backup_set = scan(settings.sets_dir).resolve(selector)
-    report = DrillReport(backup_set.id, started_at, backup_set.snapshot_at, max_rto, max_rpo)
+    catalog = scan(settings.sets_dir)
+    backup_set = catalog.resolve(selector)
+    report = DrillReport(backup_set.id, started_at, backup_set.snapshot_at, max_rto, max_rpo, scheduled=scheduled)
+    report.passed_over = catalog.passed_over(backup_set) if selector == LATEST else None
+    if report.passed_over:
+        logger.warning("drill %s", report.passed_over)
     logger.info("drill started set=%s", backup_set.id)
     with shared_lock(backup_set.path / MANIFEST_NAME):
         report.verified = _drill(settings, backup_set, report, cancel, lambda: _measure(report, clock, began))
+        _record_verdict(backup_set, report, clock)
     if report.verified and report.rto_seconds is not None and report.rpo_seconds is not None:
         report.record("RTO", report.rto_seconds <= max_rto, f"{report.rto_seconds:.1f} s (limit {max_rto:g} s)")
         report.record("RPO", report.rpo_seconds <= max_rpo, f"{report.rpo_seconds:.1f} s (limit {max_rpo:g} s)")
@@ -115,6 +126,22 @@ def run_drill(
     write_json_atomic(path, report.to_dict())
     logger.info("drill finished set=%s passed=%s report=%s", backup_set.id, report.passed, path)
     return report
+
+
+ENVIRONMENT_CHECKS = frozenset({"private server"})
+"""Checks whose failure says nothing about the set (the drill's own server did not start): no verdict then."""
+
+
+def _record_verdict(backup_set: BackupSet, report: DrillReport, clock: Clock) -> None:
+    """The drill's verdict on the set (restored and verified, or which check failed) goes into its record, so a
+    set that does not restore stops being "verified". RTO and RPO judge the operation, not the set."""
+    failures = [check for check in report.checks if not check.ok]
+    if failures and all(check.name in ENVIRONMENT_CHECKS for check in failures):
+        logger.warning("drill could not run set=%s: no verdict recorded on the set", backup_set.id)
+        return
+    error = "; ".join(f"{check.name}: {(check.detail.splitlines() or [''])[0]}" for check in failures) or None
+    verdict = Verdict("drill", report.verified, clock.now(), tuple(check.name for check in report.checks), error)
+    Verification.record(backup_set.path, verdict)
 
 
 def _measure(report: DrillReport, clock: Clock, began: float) -> None:
@@ -279,7 +306,8 @@ def sanity_problems(conn: Connection, database: Database) -> list[str]:
 def summary(report: DrillReport) -> str:
     """The human-readable summary printed at the end of `drill`."""
     verdict = "PASSED" if report.passed else "FAILED"
-    lines = [f"restore drill of set {report.set_id}: {verdict}"]
+    lines = [f"latest: {report.passed_over}"] if report.passed_over else []
+    lines.append(f"restore drill of set {report.set_id}: {verdict}")
     for check in report.checks:
         lines.append(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name:<28} {(check.detail.splitlines() or [''])[0]}")
     if report.rto_seconds is not None and report.rpo_seconds is not None:
@@ -289,3 +317,51 @@ def summary(report: DrillReport) -> str:
         )
     lines.append(f"  report: {report.report_path}")
     return "\n".join(lines)
+
+
+def scheduled_drill(settings: Settings, *, clock: Clock, cancel: Cancellation) -> bool:
+    """The sidecar's BACKUP_DRILL_SCHEDULE job: drill the newest good set with the configured thresholds, record the
+    outcome in the state file (health, /metrics) and post the webhook when it failed. Raises only AbortedError."""
+    try:
+        report = run_drill(
+            settings,
+            selector=LATEST,
+            report_path=None,
+            max_rto=settings.drill_max_rto,
+            max_rpo=settings.drill_max_rpo,
+            clock=clock,
+            cancel=cancel,
+            scheduled=True,
+        )
+        error = (
+            None
+            if report.passed
+            else "; ".join(
+                f"{check.name}: {(check.detail.splitlines() or [''])[0]}" for check in report.checks if not check.ok
+            )
+            or "failed"
+        )
+        set_id: str | None = report.set_id
+    except AbortedError:
+        raise
+    except BackupError as exc:  # e.g. no good set to drill
+        error, set_id = exc.message, None
+    except Exception as exc:  # the loop must survive anything a drill does
+        error, set_id = f"{type(exc).__name__}: {exc}", None
+    now = clock.now()
+
+    def record(state: State) -> None:
+        state.last_drill_at = now
+        state.last_drill_outcome = "success" if error is None else "failure"
+        state.last_drill_error = error
+        state.drills_total += 1
+        state.drill_failures_total += 0 if error is None else 1
+
+    try:
+        update_state(settings.state_file, clock, record)
+    except OSError as exc:
+        logger.error("unable to record the drill in %s: %s", settings.state_file, exc)
+    if error is not None:
+        logger.error("scheduled drill failed set=%s: %s", set_id, error)
+        notify_failure(settings, {"event": "drill_failed", "at": to_iso(now), "set_id": set_id, "error": error})
+    return error is None

@@ -39,7 +39,7 @@ from pgbackup.db import (
 )
 from pgbackup.errors import AbortedError, BackupError, DumpError, UnreachableError
 from pgbackup.files import fsync_path, sha256_file
-from pgbackup.manifest import GLOBALS_NAME, Database, FileEntry, Manifest
+from pgbackup.manifest import GLOBALS_NAME, Database, FileEntry, Manifest, Verification
 from pgbackup.pgtools import BackgroundTool, client_env, find_tool, run_tool, tool_version
 from pgbackup.target import Target
 from pgbackup.verify import verify_set
@@ -81,12 +81,13 @@ def take_backup(settings: Settings, *, clock: Clock, cancel: Cancellation) -> Ba
     try:
         manifest = _write_set(settings, partial, set_id, started_at, clock=clock, cancel=cancel)
         cancel.check()
-        verification = verify_set(partial, manifest, bin_dir=settings.pg_bin_dir, clock=clock, cancel=cancel)
-        if not verification.ok:
+        verdict = verify_set(partial, manifest, kind="backup", bin_dir=settings.pg_bin_dir, clock=clock, cancel=cancel)
+        if not verdict.ok:
             raise DumpError(
-                f"unable to verify the new set {set_id}: {verification.error}",
+                f"unable to verify the new set {set_id}: {verdict.error}",
                 "the set was discarded; check the disk (dmesg, free space) and the log above",
             )
+        verification = Verification((verdict,))
         verification.write(partial)
         fsync_path(partial)
         final = settings.sets_dir / set_id

@@ -7,7 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,14 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, on_read: Callable[[int], None] | None = None) -> str:
+    """The file's sha256; `on_read(n)` after each chunk read (a scrub's rate limit sleeps there)."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(CHUNK):
             digest.update(chunk)
+            if on_read is not None:
+                on_read(len(chunk))
     return digest.hexdigest()
 
 
@@ -101,6 +104,18 @@ def shared_lock(path: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def record_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock on a set's directory (its inode outlives the atomic replacements of the files in
+    it) for a read-modify-write of its verification record."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -1,7 +1,8 @@
 """The JSON manifest of a backup set and the verification record beside it.
 
 `manifest.json` is written once, last, when every file of the set is on disk; it never changes after.
-`verification.json` is rewritten by every verification (right after the backup, and by `verify`).
+`verification.json` is the set's record of checks (format 2): the backup's own verification, then every `verify`,
+scrub and restore drill, each appended and the file replaced atomically. The latest check is the set's verdict.
 Both carry a `format` number; a reader refuses a format it does not know instead of guessing.
 """
 
@@ -14,9 +15,10 @@ from typing import Any
 
 from pgbackup.clock import from_iso, to_iso
 from pgbackup.errors import VerificationError
-from pgbackup.files import read_json, write_json_atomic
+from pgbackup.files import read_json, record_lock, write_json_atomic
 
 FORMAT = 1
+VERIFICATION_FORMAT = 2
 MANIFEST_NAME = "manifest.json"
 VERIFICATION_NAME = "verification.json"
 GLOBALS_NAME = "globals.sql"
@@ -218,37 +220,111 @@ def _database(data: dict[str, Any]) -> Database:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
-    """The outcome of the last verification of a set."""
+CHECK_KINDS = ("backup", "verify", "scrub", "drill", "recheck")
+"""What checked a set: the backup that wrote and verified it, `verify`, a scrub, a restore drill, and the re-check
+retention runs before it deletes a set for a failed check."""
+HISTORY_LIMIT = 100
+"""Checks kept in a set's record: the first (the backup's own) and the most recent ones."""
 
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One check of a set: what ran it, when, which checks, and what failed (None when it passed)."""
+
+    kind: str
     ok: bool
-    verified_at: datetime
+    at: datetime
     checks: tuple[str, ...]
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ok": self.ok,
+            "at": to_iso(self.at),
+            "checks": list(self.checks),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        kind = str(data["kind"])
+        if kind not in CHECK_KINDS:
+            raise ValueError(f"unknown check kind {kind!r}")
+        return cls(kind, bool(data["ok"]), from_iso(data["at"]), tuple(data.get("checks", ())), data.get("error"))
+
+    def describe(self) -> str:
+        """`scrub at 2026-01-02T03:04:05Z: db-app.dump: sha256 ...`, for lists, health and logs."""
+        outcome = f": {self.error}" if self.error else ""
+        return f"{self.kind} at {to_iso(self.at)}{outcome}"
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Every check of a set, oldest first (`verification.json`). The latest decides: a set is good while its
+    latest check passed, and a later check can change the verdict either way."""
+
+    history: tuple[Verdict, ...]
+
+    @property
+    def latest(self) -> Verdict:
+        return self.history[-1]
+
+    @property
+    def ok(self) -> bool:
+        return self.latest.ok
+
+    @property
+    def verified_at(self) -> datetime:
+        return self.latest.at
+
+    @property
+    def error(self) -> str | None:
+        return self.latest.error
+
+    def with_verdict(self, verdict: Verdict) -> Verification:
+        history = (*self.history, verdict)
+        if len(history) > HISTORY_LIMIT:
+            history = (history[0], *history[len(history) - HISTORY_LIMIT + 1 :])
+        return Verification(history)
+
     def write(self, directory: Path) -> None:
+        latest = self.latest
         write_json_atomic(
             directory / VERIFICATION_NAME,
             {
-                "format": FORMAT,
-                "ok": self.ok,
-                "verified_at": to_iso(self.verified_at),
-                "checks": list(self.checks),
-                "error": self.error,
+                "format": VERIFICATION_FORMAT,
+                # the latest verdict, flat, as format 1 had it (readers of the old format keep working)
+                "ok": latest.ok,
+                "verified_at": to_iso(latest.at),
+                "checks": list(latest.checks),
+                "error": latest.error,
+                "history": [verdict.to_dict() for verdict in self.history],
             },
         )
 
     @classmethod
     def read(cls, directory: Path) -> Verification | None:
-        """The record, or None when the set was never verified or the record is unreadable."""
+        """The record, or None when the set was never verified or the record is unreadable (a scrub then says
+        so and records a fresh verdict)."""
         try:
             data = read_json(directory / VERIFICATION_NAME)
-            return cls(
-                ok=bool(data["ok"]),
-                verified_at=from_iso(data["verified_at"]),
-                checks=tuple(data.get("checks", ())),
-                error=data.get("error"),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            if data.get("format", 1) == 1:  # one flat verdict: the backup's own
+                at = from_iso(data["verified_at"])
+                return cls((Verdict("backup", bool(data["ok"]), at, tuple(data.get("checks", ())), data.get("error")),))
+            if data.get("format") != VERIFICATION_FORMAT:
+                return None
+            history = tuple(Verdict.from_dict(entry) for entry in data["history"])
+            return cls(history) if history else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    @classmethod
+    def record(cls, directory: Path, verdict: Verdict) -> Verification:
+        """Append `verdict` to the set's record and write it back atomically; the caller holds a lock on the set
+        (the manifest's shared lock: `files.shared_lock`, and `.record.lock` for the read-modify-write)."""
+        with record_lock(directory):
+            current = cls.read(directory)
+            updated = Verification((verdict,)) if current is None else current.with_verdict(verdict)
+            updated.write(directory)
+        return updated

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from pgbackup.cancel import Cancellation
-from pgbackup.catalog import BackupSet, scan
+from pgbackup.catalog import LATEST, BackupSet, scan
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
 from pgbackup.db import Connection, connect, database_exists, pin, scalar
@@ -48,6 +48,7 @@ class RestoreResult:
     tables: int = 0
     rows: int = 0
     seconds: float = 0.0
+    passed_over: str | None = None  # `latest` skipped newer sets: which, and why
 
 
 def check_set(backup_set: BackupSet, *, bin_dir: Path | None, cancel: Cancellation | None) -> None:
@@ -303,7 +304,11 @@ def restore_set(
     """Restore a database of a set into `target_db` (see the module docstring for the order of steps)."""
     began = clock.monotonic()
     check_target_name(target_db)
-    backup_set = scan(settings.sets_dir).resolve(selector)
+    catalog = scan(settings.sets_dir)
+    backup_set = catalog.resolve(selector)
+    passed_over = catalog.passed_over(backup_set) if selector == LATEST else None
+    if passed_over:
+        logger.warning("restore %s", passed_over)
     source = _pick_source(backup_set, source_db, target_db)
     with shared_lock(backup_set.path / MANIFEST_NAME):
         check_set(backup_set, bin_dir=settings.pg_bin_dir, cancel=cancel)
@@ -322,7 +327,7 @@ def restore_set(
                     "name a superuser in it",
                 )
             _refuse_existing(conn, target_db, force)
-            result = RestoreResult(backup_set.id, source.name, target_db, replaced=False)
+            result = RestoreResult(backup_set.id, source.name, target_db, replaced=False, passed_over=passed_over)
             result.roles_created = create_missing_roles(conn, backup_set.manifest.roles)
             staging = f"pgbackup_restore_{secrets.token_hex(6)}"
             logger.info(

@@ -1,12 +1,16 @@
-"""Grandfather-father-son retention with two safety rules: the newest verified set is never deleted,
-and a plan that would delete every set is refused.
+"""Grandfather-father-son retention with two safety rules: the newest good set is never deleted, and a plan
+that would delete every set is refused.
 
 Policy, over the complete sets (oldest first in, newest first considered):
-  keep_last N      the newest N sets, verified or not;
+  keep_last N      the newest N sets that did not fail their latest check (good, or never checked);
   keep_daily N     the newest verified set of each of the N most recent days that have one;
   keep_weekly N    same per ISO week;  keep_monthly N  same per calendar month.
 Days, weeks and months are read in BACKUP_TZ. A bucket with no verified set is skipped, not counted,
 so a gap in backups never makes older sets expire early (restic's rule).
+
+A set whose latest check failed (a scrub or drill found it broken) counts for nothing and is kept by no rule, so
+the prune after the next good backup deletes it; right before, it is checked once more (`recheck`), and a set
+that passes again is kept this time (a transient read error never costs a good set).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from pgbackup.catalog import DELETING_SUFFIX, BackupSet, scan
 from pgbackup.clock import Clock
 from pgbackup.config import Settings
 from pgbackup.errors import RetentionRefusedError
-from pgbackup.files import fsync_path, try_exclusive
-from pgbackup.manifest import MANIFEST_NAME
+from pgbackup.files import fsync_path, shared_lock, try_exclusive
+from pgbackup.manifest import MANIFEST_NAME, Verification
 from pgbackup.state import State, update_state
+from pgbackup.verify import verify_set
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ def plan_retention(sets: Sequence[BackupSet], policy: Policy) -> Plan:
     def keep(backup_set: BackupSet, reason: str) -> None:
         plan.keep.setdefault(backup_set.id, []).append(reason)
 
-    for backup_set in newest_first[: policy.keep_last]:
+    for backup_set in [backup_set for backup_set in newest_first if not backup_set.failed][: policy.keep_last]:
         keep(backup_set, "last")
     verified = [backup_set for backup_set in newest_first if backup_set.verified]
     if verified:
@@ -93,7 +98,7 @@ def plan_retention(sets: Sequence[BackupSet], policy: Policy) -> Plan:
 
 
 def check_plan(sets: Sequence[BackupSet], plan: Plan) -> None:
-    """Refuse a plan that deletes every set or the newest verified one, whatever the policy said."""
+    """Refuse a plan that deletes every set or the newest good one, whatever the policy said."""
     if sets and len(plan.delete) == len(sets):
         raise RetentionRefusedError(
             f"unable to prune: the policy would delete all {len(sets)} sets",
@@ -114,7 +119,11 @@ def prune(settings: Settings, *, clock: Clock, dry_run: bool) -> Plan:
     if dry_run:
         return plan
     deleted = []
+    failed = {backup_set.id: backup_set for backup_set in catalog.sets if backup_set.failed}
     for set_id in plan.delete:
+        if set_id in failed and _passes_recheck(settings, failed[set_id], clock):
+            plan.keep[set_id] = ["passed a re-check after a failed one"]
+            continue
         if _delete_set(settings, set_id):
             deleted.append(set_id)
         else:
@@ -128,6 +137,22 @@ def prune(settings: Settings, *, clock: Clock, dry_run: bool) -> Plan:
 
     update_state(settings.state_file, clock, record)
     return plan
+
+
+def _passes_recheck(settings: Settings, backup_set: BackupSet, clock: Clock) -> bool:
+    """Check a failed set once more before deleting it for that failure; record the verdict either way."""
+    assert backup_set.verification is not None
+    logger.info(
+        "re-checking a failed set before deleting it set=%s (%s)",
+        backup_set.id,
+        backup_set.verification.latest.describe(),
+    )
+    with shared_lock(backup_set.path / MANIFEST_NAME):
+        verdict = verify_set(
+            backup_set.path, backup_set.manifest, kind="recheck", bin_dir=settings.pg_bin_dir, clock=clock
+        )
+        Verification.record(backup_set.path, verdict)
+    return verdict.ok
 
 
 def _delete_set(settings: Settings, set_id: str) -> bool:

@@ -1,6 +1,7 @@
 """The sidecar's memory across restarts, on the backups volume: `BACKUP_DIR/state.json`.
 
-It records attempts, successes and failures (for /status, /metrics and the health check). The sets
+It records backup attempts, successes and failures, and the outcomes of scrubs and scheduled drills (for /status,
+/metrics and the health check). The sets
 themselves stay the truth about what exists and what is verified; the state never overrides them.
 Writers take `BACKUP_DIR/.state.lock` for the read-modify-write, then replace the file atomically.
 """
@@ -22,7 +23,15 @@ from pgbackup.files import read_json, write_json_atomic
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-_TIMESTAMPS = ("initialized_at", "last_attempt_at", "last_success_at", "last_failure_at", "last_prune_at")
+_TIMESTAMPS = (
+    "initialized_at",
+    "last_attempt_at",
+    "last_success_at",
+    "last_failure_at",
+    "last_prune_at",
+    "last_scrub_at",
+    "last_drill_at",
+)
 
 
 @dataclass(slots=True)
@@ -44,6 +53,17 @@ class State:
     last_prune_at: datetime | None = None
     last_prune_error: str | None = None
     last_pruned: list[str] = field(default_factory=list)
+    last_scrub_at: datetime | None = None
+    last_scrub_outcome: str | None = None  # success or failure (a set failed its checks, or one is damaged)
+    last_scrub_problems: list[str] = field(default_factory=list)
+    last_scrub_bytes: int | None = None
+    scrubs_total: int = 0
+    scrub_failures_total: int = 0
+    last_drill_at: datetime | None = None  # the sidecar's scheduled drills (reports hold every drill's detail)
+    last_drill_outcome: str | None = None  # success or failure
+    last_drill_error: str | None = None
+    drills_total: int = 0
+    drill_failures_total: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -60,6 +60,11 @@ def build_status(settings: Settings, clock: Clock, *, running: bool | None = Non
             "bytes": sum(backup_set.manifest.bytes for backup_set in catalog.sets),
             "newest": newest.id if newest else None,
             "newest_verified": health.newest_verified,
+            "failed": [
+                {"id": backup_set.id, "check": backup_set.verification.latest.describe()}
+                for backup_set in catalog.failed
+                if backup_set.verification is not None
+            ],
             "damaged": [path.name for path in catalog.damaged],
         },
         "last_drill": None
@@ -93,6 +98,11 @@ class StatusCollector(Collector):
         def gauge(name: str, documentation: str, value: float | None) -> Iterator[Metric]:
             if value is not None:
                 yield GaugeMetricFamily(name, documentation, value=float(value))
+
+        def counter(name: str, documentation: str, value: float) -> Iterator[Metric]:
+            family = CounterMetricFamily(name, documentation)
+            family.add_metric([], float(value))
+            yield family
 
         yield from gauge("pgbackup_up", "1 while the sidecar runs", 1)
         yield from gauge(
@@ -138,6 +148,39 @@ class StatusCollector(Collector):
         yield from gauge("pgbackup_sets_verified", "sets whose last verification passed", sets["verified"])
         yield from gauge("pgbackup_sets_bytes", "bytes of all sets", sets["bytes"])
         yield from gauge("pgbackup_free_bytes", "free bytes on the backups volume", health["free_bytes"])
+        yield from gauge(
+            "pgbackup_sets_failed", "sets whose latest check (scrub, drill, verify) failed", len(sets["failed"])
+        )
+        yield from gauge("pgbackup_sets_damaged", "set directories whose manifest does not parse", len(sets["damaged"]))
+        yield from gauge(
+            "pgbackup_last_scrub_timestamp_seconds", "end of the last scrub", _timestamp(state.get("last_scrub_at"))
+        )
+        if state.get("last_scrub_outcome") is not None:
+            yield from gauge(
+                "pgbackup_last_scrub_success",
+                "1 when the last scrub found every set good",
+                int(state["last_scrub_outcome"] == "success"),
+            )
+        yield from gauge("pgbackup_last_scrub_bytes", "bytes the last scrub read", state.get("last_scrub_bytes"))
+        yield from counter("pgbackup_scrubs", "scrubs run since the volume was created", state.get("scrubs_total", 0))
+        yield from counter(
+            "pgbackup_scrub_failures", "scrubs that found a failed or damaged set", state.get("scrub_failures_total", 0)
+        )
+        yield from gauge(
+            "pgbackup_last_scheduled_drill_timestamp_seconds",
+            "end of the last drill run by BACKUP_DRILL_SCHEDULE",
+            _timestamp(state.get("last_drill_at")),
+        )
+        if state.get("last_drill_outcome") is not None:
+            yield from gauge(
+                "pgbackup_last_scheduled_drill_success",
+                "1 when the last scheduled drill passed",
+                int(state["last_drill_outcome"] == "success"),
+            )
+        yield from counter("pgbackup_scheduled_drills", "scheduled drills run", state.get("drills_total", 0))
+        yield from counter(
+            "pgbackup_scheduled_drill_failures", "scheduled drills that failed", state.get("drill_failures_total", 0)
+        )
         if drill:
             yield from gauge(
                 "pgbackup_drill_passed", "1 when the last restore drill passed", int(bool(drill.get("passed")))

@@ -4,19 +4,21 @@ by pg_restore, and every table whose rows the manifest counted present as data i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from pgbackup.cancel import Cancellation
 from pgbackup.clock import Clock
 from pgbackup.files import drop_cache, sha256_file
-from pgbackup.manifest import Manifest, Verification
+from pgbackup.manifest import Manifest, Verdict
 from pgbackup.pgtools import base_env, find_tool, run_tool
 
 logger = logging.getLogger(__name__)
 
 
-def check_checksums(directory: Path, manifest: Manifest) -> list[str]:
-    """Problems found re-reading every file of the set (size, then sha256); empty when all match."""
+def check_checksums(directory: Path, manifest: Manifest, on_read: Callable[[int], None] | None = None) -> list[str]:
+    """Problems found re-reading every file of the set (size, then sha256); empty when all match. `on_read(n)`
+    after every chunk read (a scrub's rate limit)."""
     problems = []
     for entry in manifest.files:
         path = directory / entry.name
@@ -28,7 +30,7 @@ def check_checksums(directory: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{entry.name}: {size} bytes on disk, {entry.bytes} in the manifest")
             continue
         drop_cache(path)  # read what is on the disk, not what the page cache still holds
-        digest = sha256_file(path)
+        digest = sha256_file(path, on_read)
         if digest != entry.sha256:
             problems.append(f"{entry.name}: sha256 {digest} on disk, {entry.sha256} in the manifest")
     return problems
@@ -66,16 +68,23 @@ def check_archives(
 
 
 def verify_set(
-    directory: Path, manifest: Manifest, *, bin_dir: Path | None, clock: Clock, cancel: Cancellation | None = None
-) -> Verification:
-    """Run every check; the Verification says ok or lists what failed (it is not written here)."""
+    directory: Path,
+    manifest: Manifest,
+    *,
+    kind: str,
+    bin_dir: Path | None,
+    clock: Clock,
+    cancel: Cancellation | None = None,
+    on_read: Callable[[int], None] | None = None,
+) -> Verdict:
+    """Run every check; the verdict (of check `kind`) says ok or lists what failed. It is not recorded here."""
     checks = ["checksums"]
-    problems = check_checksums(directory, manifest)
+    problems = check_checksums(directory, manifest, on_read)
     if not problems:
         checks.append("pg_restore --list")
         problems = check_archives(directory, manifest, bin_dir=bin_dir, cancel=cancel)
     if problems:
-        logger.error("verification failed set=%s problems=%s", manifest.id, "; ".join(problems))
-        return Verification(ok=False, verified_at=clock.now(), checks=tuple(checks), error="; ".join(problems))
-    logger.info("verified set=%s files=%d bytes=%d", manifest.id, len(manifest.files), manifest.bytes)
-    return Verification(ok=True, verified_at=clock.now(), checks=tuple(checks))
+        logger.error("verification failed set=%s check=%s problems=%s", manifest.id, kind, "; ".join(problems))
+        return Verdict(kind, False, clock.now(), tuple(checks), "; ".join(problems))
+    logger.info("verified set=%s check=%s files=%d bytes=%d", manifest.id, kind, len(manifest.files), manifest.bytes)
+    return Verdict(kind, True, clock.now(), tuple(checks))

@@ -53,6 +53,8 @@ def execute(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
     except (UsageError, SetNotFoundError, TargetExistsError) as exc:
         exc.hints = (*exc.hints, f"usage: {MAKE_USAGE}")
         raise
+    if result.passed_over:
+        print(f"latest: {result.passed_over}")
     print(
         f"restored {result.source_db} of set {result.set_id} into {result.target_db}"
         f"{' (replaced the existing database)' if result.replaced else ''}: {result.tables} tables, "

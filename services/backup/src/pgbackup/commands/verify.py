@@ -10,7 +10,7 @@ from pgbackup.clock import Clock
 from pgbackup.config import Settings
 from pgbackup.errors import ExitCode, SetNotFoundError
 from pgbackup.files import shared_lock
-from pgbackup.manifest import MANIFEST_NAME
+from pgbackup.manifest import MANIFEST_NAME, Verification
 from pgbackup.signals import install_handlers, run_in_worker
 from pgbackup.verify import verify_set
 
@@ -35,14 +35,14 @@ def execute(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
     failed = 0
     for backup_set in targets:
         with shared_lock(backup_set.path / MANIFEST_NAME):
-            verification = run_in_worker(
+            verdict = run_in_worker(
                 lambda target=backup_set: verify_set(  # type: ignore[misc]
-                    target.path, target.manifest, bin_dir=settings.pg_bin_dir, clock=clock, cancel=cancel
+                    target.path, target.manifest, kind="verify", bin_dir=settings.pg_bin_dir, clock=clock, cancel=cancel
                 ),
                 name="pgbackup-verify",
             )
             cancel.check()
-            verification.write(backup_set.path)
-        print(f"{backup_set.id}: {'ok' if verification.ok else 'FAILED: ' + str(verification.error)}")
-        failed += 0 if verification.ok else 1
+            Verification.record(backup_set.path, verdict)
+        print(f"{backup_set.id}: {'ok' if verdict.ok else 'FAILED: ' + str(verdict.error)}")
+        failed += 0 if verdict.ok else 1
     return ExitCode.VERIFY if failed else ExitCode.OK
