@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -96,8 +96,11 @@ test-stack: venv ## run the stack tier only (builds and starts its own Compose p
 backup-now: ## take a backup set now, in the running backup sidecar
 	$(COMPOSE) exec -T backup python -m pgbackup backup
 
-backups: ## list backup sets (id, age, size, verified, databases)
+backups: ## list backup sets (id, age, size, verdict and last check, databases)
 	$(COMPOSE) exec -T backup python -m pgbackup list
+
+scrub: ## re-check every retained backup set now (checksums, archive listings) and record the verdicts
+	$(COMPOSE) exec -T backup python -m pgbackup scrub
 
 restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
 	ops/restore.sh --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)

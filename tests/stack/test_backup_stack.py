@@ -1,7 +1,7 @@
 """The backup sidecar, restore job and restore drill in the Compose stack: the sidecar's own backup,
 `backup-now` through it, status and metrics inside the container, the drill in a throwaway container
-(passing, and failing on a corrupted set), the restore job, and a stale state turning the container
-unhealthy."""
+(passing, and failing on a corrupted set), a scrub finding bit rot through the volume, the restore job, and a
+stale state turning the container unhealthy."""
 
 from __future__ import annotations
 
@@ -115,6 +115,52 @@ def test_restore_drill_fails_on_a_corrupted_set(stack: Stack) -> None:
     finally:
         stack.exec("backup", "python", "-c", FLIP, archive)
     pgbackup(stack, "verify", "--set", set_id)
+
+
+def make(stack: Stack, target: str, *variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make <target>` on the test stack (make exits 2 when the command fails)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), target, *variables],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_a_scrub_finds_bit_rot_through_the_volume(stack: Stack) -> None:
+    """One byte of the newest set flipped on the backups volume: `make scrub` finds it, `make backups` shows it,
+    the sidecar's health check and /metrics say so, and `make restore-drill` takes the older good set instead."""
+    pgbackup(stack, "backup")
+    pgbackup(stack, "backup")
+    newest, older = sets(stack)[0]["id"], sets(stack)[1]["id"]
+    archive = f"/backups/sets/{newest}/db-app.dump"
+    stack.exec("backup", "python", "-c", FLIP, archive)
+    try:
+        scrub = make(stack, "scrub")
+        assert scrub.returncode == 2, scrub.stdout[-3000:] + scrub.stderr[-3000:]
+        assert f"{newest}: FAILED: db-app.dump: sha256" in scrub.stdout and "scrub FAILED" in scrub.stdout
+        listing = make(stack, "backups")
+        assert listing.returncode == 0, listing.stderr
+        row = next(line for line in listing.stdout.splitlines() if line.split()[:1] == [newest])
+        assert "FAILED" in row and "scrub" in row
+        health = pgbackup(stack, "healthcheck", check=False)
+        assert health.returncode == ExitCode.UNHEALTHY and f"set {newest} failed its scrub at" in health.stdout
+        script = (
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9187/metrics', timeout=5).read().decode())"
+        )
+        metrics = stack.exec("backup", *PYTHON, script).stdout.splitlines()
+        assert "pgbackup_sets_failed 1.0" in metrics and "pgbackup_last_scrub_success 0.0" in metrics
+        drilled = make(stack, "restore-drill")
+        assert drilled.returncode == 0, drilled.stdout[-3000:] + drilled.stderr[-3000:]
+        assert f"latest: took set {older}, the newest good set" in drilled.stdout
+        assert f"restore drill of set {older}: PASSED" in drilled.stdout
+    finally:
+        stack.exec("backup", "python", "-c", FLIP, archive)
+    # the bytes are right again: a verify records a passing verdict and the set is good once more
+    pgbackup(stack, "verify", "--set", newest)
+    assert pgbackup(stack, "healthcheck", check=False).returncode == ExitCode.OK
 
 
 def test_restore_job_creates_a_new_database_and_refuses_an_existing_one(stack: Stack) -> None:

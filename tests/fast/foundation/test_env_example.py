@@ -28,7 +28,7 @@ LINE = re.compile(r"^(?P<commented>#[ \t]?)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>
 REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)")
 SECRETS_IN_CONTAINER = "/run/secrets/"
 BACKUP_SERVICES = ("backup", "restore", "restore-drill")
-WORDED = {"BACKUP_SCHEDULE"}
+WORDED = {"BACKUP_SCHEDULE", "BACKUP_SCRUB_SCHEDULE", "BACKUP_DRILL_SCHEDULE"}
 # read by ops/ (PROFILE) and by the profiles' files (compose/scale.yaml, compose/pooler.yaml), which
 # tests/stack/test_scale.py and test_pooler.py start: not by compose.yaml, so `composed` below never sees them
 PROFILE_VARIABLES = {
@@ -126,7 +126,7 @@ def test_every_name_is_a_setting_the_stack_passes_or_a_stack_variable() -> None:
 def test_every_value_stands_alone_on_its_line() -> None:
     """An explanation after a value would become part of it (`BACKUP_DATABASES=app  (default: ...)` names a
     database called `app  (default: ...)`, which validation cannot tell from a real name): values are one word,
-    but for the schedule, whose syntax is words."""
+    but for the schedules, whose syntax is words."""
     for _, name, value in setting_lines():
         assert value == value.strip(), f"{name}: the value has leading or trailing blanks"
         if name not in WORDED:
