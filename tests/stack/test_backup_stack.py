@@ -163,6 +163,14 @@ def test_a_scrub_finds_bit_rot_through_the_volume(stack: Stack) -> None:
     assert pgbackup(stack, "healthcheck", check=False).returncode == ExitCode.OK
 
 
+def test_the_sidecar_itself_can_run_a_drill(stack: Stack) -> None:
+    """BACKUP_DRILL_SCHEDULE runs the drill inside the backup container: its user, /tmp and shared memory hold a
+    private server (the same code as the scheduled job, started by hand here rather than waiting for a schedule)."""
+    result = pgbackup(stack, "drill", check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "PASSED" in result.stdout
+
+
 def test_restore_job_creates_a_new_database_and_refuses_an_existing_one(stack: Stack) -> None:
     target = f"stack_restore_{uuid.uuid4().hex[:8]}"
     run = ("--profile", "restore", "run", "--rm", "-T", "restore", "restore", "--set", "latest", "--target-db", target)
