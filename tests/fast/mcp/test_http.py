@@ -192,15 +192,28 @@ def test_concurrency_limit_is_per_key_with_retry_after(http_server: McpServerPro
 
 
 def test_metrics(http_server: McpServerProcess) -> None:
+    """Each counter moves by exactly what this test did (deltas: other tests share the server), the latency
+    histogram counts the call, and no key's secret appears."""
+    watched = {
+        "ok": ("pgmcp_tool_calls_total", '{outcome="ok",tool="query"}'),
+        "refused": ("pgmcp_query_rejections_total", '{rule="statement_type"}'),
+        "unauthorized": ("pgmcp_http_rejections_total", '{reason="unauthorized"}'),
+        "timed": ("pgmcp_tool_call_duration_seconds_count", '{tool="query"}'),
+    }
+    before = {name: metric(http_server, *series) for name, series in watched.items()}
     post(http_server, rpc("tools/call", {"name": "query", "arguments": {"sql": "SELECT 1"}}))
     post(http_server, rpc("tools/call", {"name": "query", "arguments": {"sql": "DELETE FROM shop.orders"}}))
     post(http_server, rpc("tools/list"), key=None)
     status, headers, raw = post(http_server, b"", key=None, path="/metrics", method="GET")
     text = raw.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert metric(http_server, "pgmcp_tool_calls_total", '{outcome="ok",tool="query"}') >= 1
-    assert metric(http_server, "pgmcp_query_rejections_total", '{rule="statement_type"}') >= 1
-    assert metric(http_server, "pgmcp_http_rejections_total", '{reason="unauthorized"}') >= 1
+    after = {name: metric(http_server, *series) for name, series in watched.items()}
+    assert {name: after[name] - before[name] for name in watched} == {
+        "ok": 1,
+        "refused": 1,
+        "unauthorized": 1,
+        "timed": 2,  # the refused call is timed too
+    }
     assert metric(http_server, "pgmcp_pool_connections", '{state="open"}') >= 1
     assert 'pgmcp_tool_call_duration_seconds_bucket{le="0.005",tool="query"}' in text
     for key in http_server.keys.values():
