@@ -16,6 +16,7 @@ from pgmcp.policy import (
     judge_function,
     load_function_policy,
 )
+from tests.security.reviewed_functions import MUST_DENY, VOLATILE_ALLOWED
 
 
 def test_function_info_rejects_unknown_volatility() -> None:
@@ -199,3 +200,25 @@ def test_no_builtin_operator_or_cast_is_refused(reader_policy: FunctionPolicy) -
         if any(judge_function(function) is not None for function in type_info.functions)
     }
     assert (refused_operators, refused_types) == (set(), set())
+
+
+def test_every_volatile_function_the_guard_accepts_was_reviewed(reader_policy: FunctionPolicy) -> None:
+    """Against the catalogue: a volatile built-in the guard lets through is on the reviewed list with its reason,
+    and the guard's allow-list is exactly the reviewed one (adding a function to either alone fails here)."""
+    accepted = {
+        function.name
+        for function in reader_policy.functions
+        if function.schema == "pg_catalog" and function.volatility == "v" and judge_function(function) is None
+    }
+    assert accepted == set(VOLATILE_ALLOWED), "review the change in tests/security/reviewed_functions.py"
+    assert set(ALLOWED_VOLATILE) == set(VOLATILE_ALLOWED)
+    assert all(reason.strip() for reason in VOLATILE_ALLOWED.values())
+
+
+@pytest.mark.parametrize("name", sorted(MUST_DENY))
+def test_every_reviewed_dangerous_function_is_denied_by_name(reader_policy: FunctionPolicy, name: str) -> None:
+    """Dropping a name from the guard's deny-lists fails here even when the function is volatile (it would then be
+    refused only as volatile, without saying what it does). Names of removed extensions (adminpack's pg_file_*)
+    are refused whether or not they are installed."""
+    refusal = reader_policy.check_call(("pg_catalog", name), None)
+    assert refusal is not None and refusal.rule == "function_denied", name
