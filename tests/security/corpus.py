@@ -10,9 +10,12 @@ Placeholders: `{canary}` becomes a fresh file path that must not exist afterward
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from pglast import parser
 
 ALL_LAYER_NAMES = ("role", "ro", "one", "ast", "tmo", "cap", "hyg")
 
@@ -252,8 +255,9 @@ CORPUS: tuple[Attack, ...] = (
 
 
 def _outside_quotes(sql: str, transform: object) -> str:
-    """Apply `transform` (str -> str) to the parts of `sql` outside '...' and $$...$$ literals."""
-    parts = re.split(r"('(?:[^']|'')*'|\$\$.*?\$\$)", sql, flags=re.S)
+    """Apply `transform` (str -> str) to the parts of `sql` outside '...' and $$...$$ literals and -- comments
+    (a comment's text is not SQL: spreading it over lines would turn its words into tokens)."""
+    parts = re.split(r"('(?:[^']|'')*'|\$\$.*?\$\$|--[^\n]*)", sql, flags=re.S)
     return "".join(part if index % 2 else transform(part) for index, part in enumerate(parts))  # type: ignore[operator]
 
 
@@ -269,8 +273,45 @@ def _dollar(sql: str) -> str:
     return re.sub(r"'((?:[^']|'')*)'", lambda match: "$q$" + match.group(1).replace("''", "'") + "$q$", sql)
 
 
+def tree_key(call: Call) -> str:
+    """What PostgreSQL's parser (pglast: the same parser, as the AST layer and the server use) makes of a call:
+    the tool, its other arguments and the statement's parse tree without source positions; the text itself when
+    it does not parse. Two forms with the same key are the same attack to every layer."""
+    sql = call.arguments.get("sql")
+    others = {name: value for name, value in call.arguments.items() if name != "sql"}
+    tree: object = sql
+    if isinstance(sql, str):
+        try:
+            tree = _without_positions(json.loads(parser.parse_sql_json(sql)))
+        except parser.ParseError:
+            tree = {"unparsed": sql}
+    return json.dumps({"tool": call.tool, "arguments": others, "tree": tree}, sort_keys=True, default=str)
+
+
+def _without_positions(node: object) -> object:
+    if isinstance(node, dict):
+        return {key: _without_positions(value) for key, value in node.items() if key not in _POSITIONS}
+    if isinstance(node, list):
+        return [_without_positions(item) for item in node]
+    return node
+
+
+_POSITIONS = frozenset({"location", "stmt_location", "stmt_len"})
+
+
 def variants(attack: Attack) -> Iterator[tuple[str, Call]]:
-    """(variant id, call) for the attack's first query in every applicable form; the plain form first."""
+    """(variant id, call) for the attack's first query in every applicable form that parses differently from the
+    forms before it; the plain form first. A form the parser normalises away (a comment, keyword case, spacing,
+    a trailing semicolon, U&"..." for a name it spells plainly) is the plain form again and is not run twice."""
+    seen: set[str] = set()
+    for variant, call in _all_variants(attack):
+        key = tree_key(call)
+        if key not in seen:
+            seen.add(key)
+            yield variant, call
+
+
+def _all_variants(attack: Attack) -> Iterator[tuple[str, Call]]:
     yield "plain", attack.calls[0]
     first = attack.calls[0]
     sql = first.arguments.get("sql")
@@ -329,3 +370,52 @@ def runs() -> list[Run]:
         if not attack.stops:
             planned.append(Run(attack, "plain", attack.calls[0], ()))
     return planned
+
+
+# -- what each layer alone must answer ---------------------------------------------------------------------------
+
+UNICODE_RULES: dict[str, str] = {"C26a": "function_denied"}
+"""The rule a `unicode-<name>` form gets with AST on. pglast keeps a U&"..." name as written, so the guard finds no
+such function and refuses it as `function_unknown` (fail-closed); a name a deny prefix still matches is denied."""
+
+DATABASE_SQLSTATES: dict[tuple[str, str], str] = {
+    **{(attack, layer): "25006" for attack in ("B9", "B10a", "B10b", "B11a", "B11b", "B11c", "B11d", "B11e", "B11f",
+                                               "B12c", "B13a", "B13b", "B16") for layer in ("ro", "role")},
+    ("B9b", "ro"): "0A000", ("B9b", "role"): "0A000", ("B17c", "ro"): "0A000", ("B17c", "role"): "0A000",
+    ("B11h", "ro"): "25006", ("C22a", "ro"): "25006", ("C22b", "ro"): "25006", ("C23a", "ro"): "25006",
+    ("C23b", "ro"): "25006", ("C23c", "ro"): "25006",
+    **{(attack, "role"): "42501" for attack in ("B11h", "B14", "B17a", "B17b", "C19a", "C19b", "C22a", "C22b", "C23a",
+                                                "C23b", "C24a", "C24b", "C24c", "C24d", "C24e", "C25a", "C25b", "C27",
+                                                "D30a", "D30b", "D32a", "D32b")},
+    ("C18", "tmo"): "57014",
+}  # fmt: skip
+"""The SQLSTATE the database answers when only that layer stands between the attack and it: 25006 read-only
+transaction (RO, and ROLE through the reader role's default_transaction_read_only), 42501 insufficient privilege
+(ROLE), 0A000 not supported (COPY and large-object writes in a read-only transaction), 57014 the statement
+timeout (TMO). A run of a database-side layer alone must show its code; one not listed here must be in
+PROVEN_OTHERWISE, with the reason."""
+
+_MASKED = "masked: the simple-protocol stream() stops at a first result with no rows, so the statement's own answer is not seen; the snapshot proves nothing changed"  # noqa: E501
+_ROLLED_BACK = "runs, and the call's transaction is rolled back: the snapshot proves it left nothing"
+_SESSION = "proven by the next call's session matching a fresh one (HYG), not by an error"
+
+PROVEN_OTHERWISE: dict[tuple[str, str], str] = {
+    **{(attack, "role"): _MASKED for attack in ("A2", "A3", "A4", "A5", "A7", "A8a", "A8b", "B15b", "C29")},
+    **{(attack, "ro"): _MASKED for attack in ("A4", "A6", "B15b", "C20b", "C28b", "D30a", "D30b", "D31")},
+    **{(attack, "hyg"): _SESSION for attack in ("A6", "B11g", "B15a", "C20a", "C20b", "C21", "D30a", "D30b", "D31")},
+    **{(attack, "role"): _ROLLED_BACK for attack in ("A1", "A8c", "A8d", "A8e", "B12d")},
+    **{(attack, "ro"): _ROLLED_BACK for attack in ("A8c", "A8d", "B12d", "C20a", "C27", "C28a")},
+}  # fmt: skip
+"""Database-side runs that show no SQLSTATE, and how they are proven instead. `_MASKED` is a weakness of the
+test-only layer-off mode (the database's refusal is there but not shown), kept visible here to be fixed."""
+
+
+def expected_rule(run: Run) -> str | None:
+    """The guard's rule for a run with AST or ONE on (None: the database answers, not the guard)."""
+    attack = run.attack
+    rule = attack.rule
+    if run.variant.startswith("unicode-"):
+        rule = UNICODE_RULES.get(attack.id, "function_unknown")
+    if run.layers == ("ast",) and rule == "not_single_statement":
+        return "statement_type"  # without ONE, the guard judges each statement: the first write is refused
+    return rule

@@ -16,7 +16,16 @@ import psycopg
 import pytest
 
 from devtools.native_pg import NativePostgres
-from tests.security.corpus import ALL_LAYER_NAMES, CORPUS, Run, runs
+from tests.security.corpus import (
+    ALL_LAYER_NAMES,
+    CORPUS,
+    DATABASE_SQLSTATES,
+    PROVEN_OTHERWISE,
+    Run,
+    expected_rule,
+    runs,
+    tree_key,
+)
 from tests.security.harness import McpHarness, Servers, text_of
 from tests.security.legit_corpus import LEGIT
 from tests.security.state import DatabaseState, assert_unchanged, capture_state
@@ -120,20 +129,30 @@ def check_run(
         results.append(harness.call(call.tool, **arguments))
     texts = [text_of(result) for result in results]
 
+    rule = expected_rule(run)
     if run.layers == ALL_LAYER_NAMES:
         if attack.errors_when_all_on:
             assert results[0].is_error, texts[0]
-        if attack.rule is not None:
-            # a variant may trip an earlier rule (a mangled comment is a syntax error); the plain form is exact
-            expected = f"\nrule: {attack.rule} " if run.variant == "plain" else "\nrule: "
-            assert expected in texts[0], texts[0]
+        if rule is not None:
+            assert f"\nrule: {rule} " in texts[0], texts[0]
+        else:
+            code = DATABASE_SQLSTATES.get((attack.id, "role"))
+            assert code is None or f"(SQLSTATE {code})" in texts[0], texts[0]
     elif set(run.layers) & {"one", "ast"}:
-        assert results[0].is_error and "\nrule: " in texts[0], texts[0]
-    else:
-        # only database-side layers: the attack reached PostgreSQL, and must be one that could work there
+        # every form, every text layer: refused, and for the reason this layer gives
+        assert results[0].is_error and f"\nrule: {rule} " in texts[0], texts[0]
+    elif run.layers:
+        # one database-side layer: the attack reached PostgreSQL, must be one that could work there, and the
+        # layer must answer with its own SQLSTATE (or be proven another way, said in corpus.PROVEN_OTHERWISE)
         for text in texts:
             broken = [name for code, name in MALFORMED_SQLSTATES.items() if f"(SQLSTATE {code})" in text]
             assert not broken, f"the attack itself is broken ({', '.join(broken)}), so it proves nothing:\n{text}"
+        (layer,) = run.layers
+        code = DATABASE_SQLSTATES.get((attack.id, layer))
+        if code is not None:
+            assert results[0].is_error and f"(SQLSTATE {code})" in texts[0], texts[0]
+        else:
+            assert (attack.id, layer) in PROVEN_OTHERWISE, f"{run.id}: no SQLSTATE in {texts[0][:300]!r}"
     if attack.leak is not None:
         assert not any(attack.leak in text for text in texts)
     assert not canary.exists(), f"{canary} was written"
@@ -161,14 +180,26 @@ def test_corpus_covers_every_section() -> None:
 
 
 def test_the_documented_counts_are_current() -> None:
-    """docs/security.md states the size of the corpus; it must match what runs."""
+    """docs/security.md states the size of the corpus, counted honestly: distinct attacks, distinct parse trees (a
+    form the parser normalises away is not counted, nor run, twice) and runs; it must match what runs."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     forms = {(run.attack.id, run.variant) for run in RUNS}
+    trees = {(run.attack.id, tree_key(run.call)) for run in RUNS}
     sections = ", ".join(
         f"{section} {sum(attack.section == section for attack in CORPUS)}" for section in sorted(SECTIONS)
     )
+    assert len(trees) == len(forms), "two forms of one attack parse the same: corpus.variants() must drop one"
     assert f"**{len(CORPUS)} attacks** ({sections})" in text
-    assert f"**{len(forms)} forms**" in text
+    assert f"**{len(trees)} distinct parse trees**" in text
     assert f"**{len(RUNS)} times**" in text
     assert f"all layers on ({sum(len(run.layers) == len(ALL_LAYER_NAMES) for run in RUNS)})" in text
     assert f"**{len(LEGIT)} legitimate analytical queries**" in text
+
+
+def test_every_expected_database_answer_belongs_to_a_run() -> None:
+    """No stale entry: each (attack, layer) of DATABASE_SQLSTATES and PROVEN_OTHERWISE is a planned run, and none
+    is in both."""
+    planned = {(run.attack.id, run.layers[0]) for run in RUNS if len(run.layers) == 1}
+    assert set(DATABASE_SQLSTATES) <= planned
+    assert set(PROVEN_OTHERWISE) <= planned
+    assert not set(DATABASE_SQLSTATES) & set(PROVEN_OTHERWISE)
