@@ -378,36 +378,43 @@ UNICODE_RULES: dict[str, str] = {"C26a": "function_denied"}
 """The rule a `unicode-<name>` form gets with AST on. pglast keeps a U&"..." name as written, so the guard finds no
 such function and refuses it as `function_unknown` (fail-closed); a name a deny prefix still matches is denied."""
 
+
+def _each(layer: str, code: str, attacks: str) -> dict[tuple[str, str], str]:
+    return {(attack, layer): code for attack in attacks.split()}
+
+
 DATABASE_SQLSTATES: dict[tuple[str, str], str] = {
-    **{(attack, layer): "25006" for attack in ("B9", "B10a", "B10b", "B11a", "B11b", "B11c", "B11d", "B11e", "B11f",
-                                               "B12c", "B13a", "B13b", "B16") for layer in ("ro", "role")},
-    ("B9b", "ro"): "0A000", ("B9b", "role"): "0A000", ("B17c", "ro"): "0A000", ("B17c", "role"): "0A000",
-    ("B11h", "ro"): "25006", ("C22a", "ro"): "25006", ("C22b", "ro"): "25006", ("C23a", "ro"): "25006",
-    ("C23b", "ro"): "25006", ("C23c", "ro"): "25006",
-    **{(attack, "role"): "42501" for attack in ("B11h", "B14", "B17a", "B17b", "C19a", "C19b", "C22a", "C22b", "C23a",
-                                                "C23b", "C24a", "C24b", "C24c", "C24d", "C24e", "C25a", "C25b", "C27",
-                                                "D30a", "D30b", "D32a", "D32b")},
-    ("C18", "tmo"): "57014",
+    **_each("ro", "25006", "A8c A8d B9 B10a B10b B11a B11b B11c B11d B11e B11f B11h B12c B12d B13a B13b B16 C22a C22b "
+                           "C23a C23b C23c"),
+    **_each("ro", "0A000", "B9b B17c"),
+    **_each("role", "25006", "A1 A2 A3 A8a A8b A8c A8d A8e B9 B10a B10b B11a B11b B11c B11d B11e B11f B12c B12d B13a "
+                             "B13b B16"),
+    **_each("role", "42501", "A4 A5 A7 B11h B14 B17a B17b C19a C19b C22a C22b C23a C23b C24a C24b C24c C24d C24e C25a "
+                             "C25b C27 D30a D30b D32a D32b"),
+    **_each("role", "0A000", "B9b B17c"),
+    **_each("tmo", "57014", "C18"),
 }  # fmt: skip
 """The SQLSTATE the database answers when only that layer stands between the attack and it: 25006 read-only
 transaction (RO, and ROLE through the reader role's default_transaction_read_only), 42501 insufficient privilege
 (ROLE), 0A000 not supported (COPY and large-object writes in a read-only transaction), 57014 the statement
-timeout (TMO). A run of a database-side layer alone must show its code; one not listed here must be in
-PROVEN_OTHERWISE, with the reason."""
+timeout (TMO). A stacked statement's answer counts too: without ONE the text goes over the simple protocol and the
+first error of any statement is what the call reports. A run of a database-side layer alone must show its code;
+one not listed here must be in PROVEN_OTHERWISE, with the reason."""
 
-_MASKED = "masked: the simple-protocol stream() stops at a first result with no rows, so the statement's own answer is not seen; the snapshot proves nothing changed"  # noqa: E501
-_ROLLED_BACK = "runs, and the call's transaction is rolled back: the snapshot proves it left nothing"
+_ROLLED_BACK = "the statement runs; the call's transaction is rolled back, and the snapshot proves it left nothing"
 _SESSION = "proven by the next call's session matching a fresh one (HYG), not by an error"
 
 PROVEN_OTHERWISE: dict[tuple[str, str], str] = {
-    **{(attack, "role"): _MASKED for attack in ("A2", "A3", "A4", "A5", "A7", "A8a", "A8b", "B15b", "C29")},
-    **{(attack, "ro"): _MASKED for attack in ("A4", "A6", "B15b", "C20b", "C28b", "D30a", "D30b", "D31")},
-    **{(attack, "hyg"): _SESSION for attack in ("A6", "B11g", "B15a", "C20a", "C20b", "C21", "D30a", "D30b", "D31")},
-    **{(attack, "role"): _ROLLED_BACK for attack in ("A1", "A8c", "A8d", "A8e", "B12d")},
-    **{(attack, "ro"): _ROLLED_BACK for attack in ("A8c", "A8d", "B12d", "C20a", "C27", "C28a")},
+    # RO alone cannot refuse these: SET TRANSACTION READ WRITE before the first query (A4), session settings and
+    # characteristics (A6, C20a, C20b, D30a, D30b, D31), LISTEN/UNLISTEN (C28a, C28b), a collation import (C27),
+    # PREPARE/EXECUTE (B15b). Only the rollback at the end of every call keeps them from lasting; a plain BEGIN
+    # that is rolled back would do the same, which is why RO is never the only layer against them.
+    **{(attack, "ro"): _ROLLED_BACK for attack in "A4 A6 B15b C20a C20b C27 C28a C28b D30a D30b D31".split()},
+    **{(attack, "hyg"): _SESSION for attack in "A6 B11g B15a C20a C20b C21 D30a D30b D31".split()},
+    # ROLE alone: a prepared statement of a harmless SELECT (B15b) and a cursor (C29) are no privilege matter
+    **{(attack, "role"): _ROLLED_BACK for attack in "B15b C29".split()},
 }  # fmt: skip
-"""Database-side runs that show no SQLSTATE, and how they are proven instead. `_MASKED` is a weakness of the
-test-only layer-off mode (the database's refusal is there but not shown), kept visible here to be fixed."""
+"""Database-side runs that show no SQLSTATE, and how they are proven instead."""
 
 
 def expected_rule(run: Run) -> str | None:

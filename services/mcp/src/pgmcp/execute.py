@@ -27,6 +27,8 @@ from typing import Any, TypeVar, cast
 import anyio
 import psycopg
 from psycopg import AsyncRawCursor
+from psycopg.generators import fetch
+from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
 from pgmcp import transaction
@@ -265,11 +267,42 @@ class _SimpleProtocolCursor(AsyncRawCursor[Any]):
     """What runs without the ONE layer (tests only): the text goes over the simple query protocol, as a naive
     server would send it, so a second statement reaches the database and runs. psycopg's stream() always asks for
     the extended protocol; this cursor drops that request (a statement without parameters then goes as a simple
-    Query message, still in chunked mode, so CAP streams here too). Relies on psycopg's `_execute_send` hook,
-    pinned with psycopg 3.3 (tests/fast/mcp/test_safety.py proves both behaviours)."""
+    Query message, still in chunked mode, so CAP streams here too). At the end of the first result, psycopg
+    drains the results of the statements after it in silence; this cursor raises the first error among them, so
+    that the database's own answer to a stacked statement (42501, 25006, ...) is what the call reports. Relies on
+    psycopg's `_execute_send` and `_stream_fetchone_gen` hooks, pinned with psycopg 3.3
+    (tests/fast/mcp/test_safety.py proves these behaviours)."""
 
     def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
         super()._execute_send(query, force_extended=False, binary=binary)
+
+    def _stream_fetchone_gen(self, first: bool) -> Any:
+        res = yield from fetch(self._pgconn)
+        if res is None:
+            return None
+        if res.status in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
+            error = None
+            status = res.status
+            while res is not None:
+                res = yield from fetch(self._pgconn)
+                if error is None and res is not None and res.status == ExecStatus.FATAL_ERROR:
+                    error = res
+            if error is not None:
+                return self._raise_for_result(error)
+            if status != ExecStatus.TUPLES_OK:
+                raise psycopg.ProgrammingError("the operation in stream() didn't produce a result")
+            return None
+        return self._stream_row(first, res)
+
+    def _stream_row(self, first: bool, res: Any) -> Any:
+        """psycopg's own handling of a row chunk (or an error) that `fetch` already returned."""
+        if res.status in (ExecStatus.SINGLE_TUPLE, ExecStatus.TUPLES_CHUNK):
+            self.pgresult = res
+            self._tx.set_pgresult(res, set_loaders=first)
+            if first:
+                self._make_row = self._make_row_maker()
+            return res
+        return self._raise_for_result(res)
 
 
 def _timeout_message(settings: Settings, *, abandoned: bool = False) -> str:
