@@ -130,6 +130,19 @@ async def test_without_one_a_second_statement_reaches_the_database(
     assert rows_of(structured) == [[1]] and held == (1,)
 
 
+async def test_without_one_a_stacked_statements_error_is_the_answer(
+    connect: Connect, superuser: psycopg.Connection
+) -> None:
+    """psycopg's stream() drains the results after the first one in silence; without ONE the server reports the
+    first error among them, so the database's own refusal of a stacked write is what the call says."""
+    before = database_state(superuser)
+    async with connect(layers=Layers(one=False, ast=False)) as client:
+        message = error_text(await client.call_tool("query", {"sql": "SELECT 1; DELETE FROM shop.orders"}))
+        after = await call_checked(client, "query", {"sql": "SELECT 2"})
+    assert "(SQLSTATE 25006)" in message or "(SQLSTATE 42501)" in message, message
+    assert rows_of(after) == [[2]] and database_state(superuser) == before
+
+
 async def test_cap_alone_still_streams(connect: Connect) -> None:
     """Without ONE the statement still streams in chunks, so CAP stops a result far larger than memory."""
     async with connect(layers=Layers.only("cap"), max_rows=3) as client:
