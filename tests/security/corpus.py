@@ -94,7 +94,9 @@ CORPUS: tuple[Attack, ...] = (
            frozenset({"ast", "ro", "role"}), "data_modifying_cte", (*TEXT, "nested", "lateral")),
     Attack("B9b", "UPDATE in a nested CTE", (query("SELECT * FROM (WITH u AS (UPDATE shop.products SET price = 0 "
                                                     "RETURNING 1) SELECT count(*) FROM u) s"),),
-           frozenset({"ast", "ro", "role"}), "data_modifying_cte", TEXT),
+           # PostgreSQL itself refuses a data-modifying WITH below the top level (0A000), whatever the role and
+           # the transaction: RO and ROLE never get to act, so only AST is tested against it
+           frozenset({"ast"}), "data_modifying_cte", TEXT),
     Attack("B10a", "SELECT INTO TEMP", (query("SELECT * INTO TEMP stolen FROM shop.customers"),),
            frozenset({"ast", "ro", "role"}), "into_clause", TEXT),
     Attack("B10b", "CREATE TABLE AS", (query("CREATE TABLE shop.stolen AS SELECT * FROM shop.customers"),),
@@ -157,7 +159,9 @@ CORPUS: tuple[Attack, ...] = (
            frozenset({"ast", "role"}), "function_denied", (*SELECT_SHAPED, *FUNCTION), ("ts_stat",), leak="root"),
     Attack("B17c", "query_to_xml running a DELETE",
            (query("SELECT query_to_xml('DELETE FROM shop.order_items RETURNING 1', true, false, '')"),),
-           frozenset({"ast", "ro", "role"}), "function_denied", (*TEXT, *FUNCTION), ("query_to_xml",)),
+           # query_to_xml is STABLE: PostgreSQL refuses a DELETE inside it (0A000) whatever the role, so RO and ROLE
+           # never get to act; AST refuses the call
+           frozenset({"ast"}), "function_denied", (*TEXT, *FUNCTION), ("query_to_xml",)),
     # -- C. side-effecting functions inside a read-only SELECT --------------------------------------------------
     Attack("C18", "pg_sleep(3600)", (query("SELECT pg_sleep(3600)"),), frozenset({"ast", "tmo"}), "function_denied",
            (*SELECT_SHAPED, *FUNCTION), ("pg_sleep",)),
@@ -386,20 +390,17 @@ def _each(layer: str, code: str, attacks: str) -> dict[tuple[str, str], str]:
 DATABASE_SQLSTATES: dict[tuple[str, str], str] = {
     **_each("ro", "25006", "A8c A8d B9 B10a B10b B11a B11b B11c B11d B11e B11f B11h B12c B12d B13a B13b B16 C22a C22b "
                            "C23a C23b C23c"),
-    **_each("ro", "0A000", "B9b B17c"),
     **_each("role", "25006", "A1 A2 A3 A8a A8b A8c A8d A8e B9 B10a B10b B11a B11b B11c B11d B11e B11f B12c B12d B13a "
                              "B13b B16"),
     **_each("role", "42501", "A4 A5 A7 B11h B14 B17a B17b C19a C19b C22a C22b C23a C23b C24a C24b C24c C24d C24e C25a "
                              "C25b C27 D30a D30b D32a D32b"),
-    **_each("role", "0A000", "B9b B17c"),
     **_each("tmo", "57014", "C18"),
 }  # fmt: skip
 """The SQLSTATE the database answers when only that layer stands between the attack and it: 25006 read-only
 transaction (RO, and ROLE through the reader role's default_transaction_read_only), 42501 insufficient privilege
-(ROLE), 0A000 not supported (COPY and large-object writes in a read-only transaction), 57014 the statement
-timeout (TMO). A stacked statement's answer counts too: without ONE the text goes over the simple protocol and the
-first error of any statement is what the call reports. A run of a database-side layer alone must show its code;
-one not listed here must be in PROVEN_OTHERWISE, with the reason."""
+(ROLE), 57014 the statement timeout (TMO). A stacked statement's answer counts too: without ONE the text goes
+over the simple protocol and the first error of any statement is what the call reports. A run of a database-side
+layer alone must show its code; one not listed here must be in PROVEN_OTHERWISE, with the reason."""
 
 _ROLLED_BACK = "the statement runs; the call's transaction is rolled back, and the snapshot proves it left nothing"
 _SESSION = "proven by the next call's session matching a fresh one (HYG), not by an error"

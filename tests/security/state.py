@@ -56,6 +56,31 @@ _PROBES: dict[str, str] = {
     "replication_slots": "SELECT slot_name FROM pg_replication_slots ORDER BY 1",
     "advisory_locks": "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' ORDER BY 1",
     "replication_origins": "SELECT roname FROM pg_replication_origin ORDER BY 1",
+    # every table, row or advisory lock another backend holds or waits for (an idle pooled session holds none;
+    # the shared-catalogue locks of a session being started come and go, and are not an attack's)
+    "locks": """
+        SELECT l.locktype, coalesce(l.relation::regclass::text, ''), coalesce(l.objid::text, ''), l.mode, l.granted
+        FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+        WHERE l.pid <> pg_backend_pid() AND l.locktype IN ('relation', 'tuple', 'page', 'extend', 'advisory')
+          AND NOT coalesce(c.relisshared, false)
+        ORDER BY 1, 2, 3, 4
+    """,
+    # temporary relations of any session (the snapshot above leaves pg_temp schemas out: sessions own them)
+    "temp_objects": """
+        SELECT n.nspname ~ '^pg_temp', c.relname, c.relkind::text FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ~ '^pg_(toast_)?temp_' ORDER BY 1, 2
+    """,
+    # statistics resets and manual ANALYZE runs (autovacuum's own work, which comes and goes, is not compared)
+    "statistics": """
+        SELECT 'database', datname, coalesce(stats_reset::text, '') FROM pg_stat_database WHERE datname IS NOT NULL
+        UNION ALL SELECT 'analyze', schemaname || '.' || relname, analyze_count::text FROM pg_stat_user_tables
+        UNION ALL SELECT 'bgwriter', '', coalesce(stats_reset::text, '') FROM pg_stat_bgwriter
+        UNION ALL SELECT 'checkpointer', '', coalesce(stats_reset::text, '') FROM pg_stat_checkpointer
+        UNION ALL SELECT 'archiver', '', coalesce(stats_reset::text, '') FROM pg_stat_archiver
+        ORDER BY 1, 2
+    """,
+    # sessions that can start: no connection limit, CONNECT privilege or login was taken away
+    "databases": "SELECT datname, datallowconn, datconnlimit, coalesce(datacl::text, '') FROM pg_database ORDER BY 1",
 }
 
 
@@ -73,6 +98,10 @@ class DatabaseState:
     replication_slots: tuple[tuple[Any, ...], ...]
     advisory_locks: tuple[tuple[Any, ...], ...]
     replication_origins: tuple[tuple[Any, ...], ...]
+    locks: tuple[tuple[Any, ...], ...]
+    temp_objects: tuple[tuple[Any, ...], ...]
+    statistics: tuple[tuple[Any, ...], ...]
+    databases: tuple[tuple[Any, ...], ...]
 
     def differences(self, other: DatabaseState) -> list[str]:
         """One line per probe that differs, naming the rows only one side has."""
