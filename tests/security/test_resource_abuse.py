@@ -250,6 +250,14 @@ def test_fifty_parallel_heavy_calls(
     harness = McpHarness(settings, layers)
     try:
 
+        def running(role: str) -> int:
+            row = checker.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active' "
+                "AND query LIKE 'SELECT count(*) FROM shop.orders a, shop.orders b%%'",
+                [role],
+            ).fetchone()
+            return int(row[0]) if row else 0
+
         def other_application() -> tuple[Any, ...] | None:
             with psycopg.connect(pg.dsn("app_owner"), connect_timeout=10) as conn:
                 return conn.execute("SELECT 1").fetchone()
@@ -261,7 +269,11 @@ def test_fifty_parallel_heavy_calls(
                 )
                 for _ in range(50)
             ]
-            await asyncio.sleep(0.5)  # the flood is under way: the pool is taken, the rest are queued
+            # the flood is under way: confirmed, not assumed, before probing (every pooled connection is running
+            # a heavy query and the rest of the calls are queued)
+            await asyncio.to_thread(
+                wait_until, lambda: running(user) == 4, timeout=30, interval=0.05, what="the pool of 4 to be saturated"
+            )
             # while it lasts, the server still answers (a result or "database busy" with a retry hint, not a
             # hang), and the database still serves other applications
             probe, bystander = await asyncio.gather(

@@ -226,9 +226,14 @@ def test_health_check_is_not_fooled_by_the_init_server(
     )
     cleanup.append(container)
 
+    checks: dict[str, int] = {}  # each health check run Docker logged (its start time) -> its exit code
+
     def health() -> str:
         container.reload()
-        return str(container.attrs["State"]["Health"]["Status"])
+        state = container.attrs["State"]["Health"]
+        for entry in state.get("Log") or []:
+            checks[str(entry["Start"])] = int(entry["ExitCode"])
+        return str(state["Status"])
 
     def logs() -> str:
         return str(container.logs().decode())
@@ -243,7 +248,12 @@ def test_health_check_is_not_fooled_by_the_init_server(
         time.sleep(0.5)
     assert socket_answers, "control: the init server should answer on its socket while the init script runs"
     assert statuses == {"starting"}, f"health during init: {statuses}"
+    # "starting" is also the status before any check ran: the log shows the checks ran, and each one failed
+    during_init = dict(checks)
+    assert len(during_init) >= 3, f"the health check hardly ran during init: {during_init}"
+    assert all(code != 0 for code in during_init.values()), f"a check passed during init: {during_init}"
     wait_until(lambda: health() == "healthy", timeout=120, interval=0.5, what="postgres to turn healthy")
+    assert 0 in {code for start, code in checks.items() if start not in during_init}, "no passing check logged"
     assert psql(container, "SELECT 1", user="postgres", database="app", password="health-test-password-1234") == (
         0,
         "1\n",
