@@ -5,6 +5,7 @@ back when the hogs leave."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
@@ -13,8 +14,8 @@ import pytest
 from tests.fixtures.stack import Stack
 
 
-@pytest.fixture
-def hogs(stack: Stack) -> Iterator[list[psycopg.Connection]]:
+@contextlib.contextmanager
+def every_slot_taken(stack: Stack) -> Iterator[list[psycopg.Connection]]:
     """Open app_owner connections until PostgreSQL refuses the next one; close them all afterwards."""
     held: list[psycopg.Connection] = []
     try:
@@ -32,6 +33,12 @@ def hogs(stack: Stack) -> Iterator[list[psycopg.Connection]]:
             conn.close()
 
 
+@pytest.fixture
+def hogs(stack: Stack) -> Iterator[list[psycopg.Connection]]:
+    with every_slot_taken(stack) as held:
+        yield held
+
+
 def test_reserved_slots_keep_backup_and_superuser_in(stack: Stack, hogs: list[psycopg.Connection]) -> None:
     assert len(hogs) > 50, "the mcp and backup pools should not hold most of the slots"
     with pytest.raises(psycopg.OperationalError, match="remaining connection slots are reserved"):
@@ -44,6 +51,9 @@ def test_reserved_slots_keep_backup_and_superuser_in(stack: Stack, hogs: list[ps
 
 
 def test_slots_come_back_when_the_hogs_leave(stack: Stack) -> None:
-    """Runs after the test above released its connections (the fixture closes them)."""
+    """On its own, whatever ran before: every slot taken, an ordinary client refused; the hogs leave, it gets in."""
+    with every_slot_taken(stack):
+        with pytest.raises(psycopg.OperationalError, match="remaining connection slots are reserved"):
+            psycopg.connect(stack.dsn("mcp_reader"))
     with psycopg.connect(stack.dsn("mcp_reader")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
