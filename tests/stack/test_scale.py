@@ -349,6 +349,50 @@ def test_killing_a_replica_under_load_loses_at_most_its_in_flight_calls(scale: S
     restore_replicas(scale)
 
 
+HOLD_AT_THE_LIMIT = """
+import http.client, json, select, socket, sys, time
+key, limit, hold = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+head = ("POST /mcp HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\nAuthorization: Bearer " + key
+        + "\\r\\nContent-Type: application/json\\r\\nAccept: application/json\\r\\nContent-Length: 1000\\r\\n\\r\\n{")
+held = []
+for _ in range(limit):  # requests whose body is still arriving: each holds a slot of the key
+    sock = socket.create_connection(("127.0.0.1", 8080), timeout=30)
+    sock.sendall(head.encode())
+    held.append(sock)
+time.sleep(1.0)
+answered = len(select.select(held, [], [], 0)[0])  # a refused one would have its 429 already
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+extra = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
+extra.request("POST", "/mcp", body=body, headers={"Host": "127.0.0.1:8080", "Authorization": "Bearer " + key,
+              "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+              "MCP-Protocol-Version": "2025-06-18"})
+print(json.dumps({"answered_early": answered, "extra": extra.getresponse().status}), flush=True)
+time.sleep(hold)
+"""
+
+
+def test_the_per_key_limit_is_each_replicas_own(scale: Stack) -> None:
+    """MCP_MAX_CONCURRENCY_PER_KEY counts per replica (all its workers together), as documented: with the key at
+    its limit on one replica, a second replica still takes as many of its calls, and refuses only the one over."""
+    first, second = replica_containers(scale)[:2]
+    limit = int(SCALE_ENV["MCP_MAX_CONCURRENCY_PER_KEY"])
+    with subprocess.Popen(
+        ["docker", "exec", first.id, "python", "-c", HOLD_AT_THE_LIMIT, scale.api_key, str(limit), "20"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holding:
+        try:
+            assert holding.stdout is not None
+            at_first = json.loads(holding.stdout.readline())  # printed while it keeps holding for 20 s
+            code, output = second.exec_run(["python", "-c", HOLD_AT_THE_LIMIT, scale.api_key, str(limit), "0"])
+            assert code == 0, output.decode()
+            at_second = json.loads(output.decode().strip().splitlines()[-1])
+        finally:
+            holding.kill()
+    assert at_first == {"answered_early": 0, "extra": 429}
+    assert at_second == {"answered_early": 0, "extra": 429}, "the second replica counted the first one's calls"
+
+
 def test_make_up_without_the_profile_goes_back_to_the_small_stack(scale: Stack) -> None:
     """What ops/up.sh runs without PROFILE: the standby and HAProxy go, one mcp publishes the port again."""
     small = dataclasses.replace(scale, extra_env={**scale.extra_env, "PROFILE": ""})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -109,6 +110,27 @@ def test_every_worker_serves_and_the_server_is_ready_as_a_whole(workers: McpServ
     assert results == [200] * 20
     audit = [json.loads(line) for line in workers.log_text().splitlines() if '"pgmcp.audit"' in line]
     assert {line["worker"] for line in audit} == {0, 1}, "each worker answered some calls"
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(workers: McpServerProcess) -> None:
+    """Twenty connections opened at once, before any request: each worker listens on a socket of its own in one
+    SO_REUSEPORT group, so the kernel spreads them (all on one worker: a chance of 2 in 2**20). With one shared
+    socket, the first worker to wake accepted the whole burst."""
+    sockets = [socket.create_connection(("127.0.0.1", workers.port), timeout=30) for _ in range(20)]
+    answered_by: list[int] = []
+    try:
+        for sock in sockets:
+            sock.sendall(f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{workers.port}\r\n\r\n".encode())
+            response = b""
+            while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, "the connection closed before its answer"
+                response += chunk
+            answered_by.append(json.loads(response.split(b"\r\n\r\n", 1)[1])["worker"])
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert set(answered_by) == {0, 1}, answered_by
 
 
 def test_metrics_add_up_every_worker_whichever_answers(workers: McpServerProcess) -> None:

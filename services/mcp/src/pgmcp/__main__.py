@@ -28,10 +28,11 @@ from pgmcp.workers import (
     Shared,
     Supervisor,
     WorkerSlot,
-    bind,
     cleanup_metrics_directory,
+    listen,
     pool_share,
     prepare_metrics_directory,
+    reserve,
     worker_count,
 )
 
@@ -89,7 +90,7 @@ def print_settings(args: argparse.Namespace) -> int:
 
 
 async def serve_http(settings: Settings, worker: WorkerSlot | None = None, sock: socket.socket | None = None) -> None:
-    """Serve HTTP: the whole server, or one of its workers on the supervisor's socket (`pgmcp.workers`)."""
+    """Serve HTTP: the whole server, or one of its workers on its own socket of the port's group (`pgmcp.workers`)."""
     import uvicorn
 
     from pgmcp.app import create_app
@@ -158,11 +159,13 @@ def serve_workers(settings: Settings, workers: int, run: Callable[..., None]) ->
             return exit_status(exc)
         from prometheus_client import multiprocess
 
-        sock = bind(settings.bind_host, settings.port)
+        reservation = reserve(settings.bind_host, settings.port)
         shared = Shared(workers, [key.name for key in settings.api_keys])
 
         def run_worker(slot: WorkerSlot) -> int:
+            reservation.close()  # the supervisor's; the worker listens on a socket of its own
             logs.configure(settings.log_level, sys.stdout, worker=slot.index)
+            sock = listen(settings.bind_host, settings.port)
             return _run_server(lambda: run(serve_http, settings, slot, sock))
 
         return Supervisor(shared, run_worker, multiprocess.mark_process_dead).run()

@@ -1,13 +1,16 @@
-"""Several server processes per container (`MCP_WORKERS`), sharing one listening socket.
+"""Several server processes per container (`MCP_WORKERS`), sharing one port.
 
 One process is not enough for the calls a 2-core machine can serve: most of a call's CPU time is the MCP SDK's
 request handling, which one event loop runs one at a time. So `python -m pgmcp` becomes a small supervisor:
 
 1. it runs the startup checks once (probe, role audit, the pool against the connection limits), so a bad
    configuration still ends with the documented exit status before anything listens;
-2. it binds the port, then forks the workers; each opens its own pool (its share of `MCP_POOL_MIN_SIZE` and
-   `MCP_POOL_MAX_SIZE`, which stay the server's totals) and serves on the inherited socket, where the kernel
-   hands each new connection to one of them;
+2. it reserves the port (bound with SO_REUSEPORT, not listening: a taken port fails here, before any fork),
+   then forks the workers; each opens its own pool (its share of `MCP_POOL_MIN_SIZE` and `MCP_POOL_MAX_SIZE`,
+   which stay the server's totals) and listens on a socket of its own in the same SO_REUSEPORT group, so that
+   the kernel spreads new connections evenly over the workers. (One inherited listening socket let whichever
+   worker woke first accept a whole burst: ten clients connecting at once could all land on one worker, which
+   halved the throughput of a run at random.) A connection queued on a worker that dies is reset;
 3. it restarts a worker that dies (what that worker had in flight is lost, nothing else), and gives up when
    workers keep dying (`MAX_RESTARTS` within `RESTART_WINDOW_S`), exiting with the last worker's status;
 4. on SIGTERM or SIGINT it passes the signal on, waits for the workers' graceful shutdown, and exits 0.
@@ -150,14 +153,27 @@ def prepare_metrics_directory() -> Path:
     return directory
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (IPv6 for a bracketed or colon address)."""
+def _port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to the server's address in its SO_REUSEPORT group (IPv6 for a bracketed or colon address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host.strip("[]"), port))
+    return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """The supervisor's hold on the port: bound, never listening (the kernel hands connections only to listening
+    sockets), so that a taken port fails before the workers start and no other program binds it meanwhile
+    (joining the group needs SO_REUSEPORT and the same user)."""
+    return _port_socket(host, port)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """One worker's listening socket, in the group the supervisor reserved."""
+    sock = _port_socket(host, port)
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -245,7 +261,8 @@ __all__ = [
     "Shared",
     "Supervisor",
     "WorkerSlot",
-    "bind",
+    "listen",
+    "reserve",
     "cleanup_metrics_directory",
     "container_cpus",
     "pool_share",
