@@ -297,6 +297,13 @@ def loaded(stack: Stack, tmp_path: Path, during: Callable[[list[Any]], Any]) -> 
 
 def restore_replicas(stack: Stack) -> None:
     stack.compose("up", "-d", "--no-recreate", "--scale", f"mcp={REPLICAS}", "mcp")
+    # a killed replica is started again by `up`: wait until every one runs, then until each is healthy (the wait
+    # gives up early on a container it sees exited)
+    wait_until(
+        lambda: [container.status for container in replica_containers(stack)].count("running") == REPLICAS,
+        timeout=60,
+        what=f"{REPLICAS} mcp replicas running",
+    )
     stack.wait_healthy("mcp")
     wait_until(
         lambda: [row["status"] for row in haproxy_servers(stack).values()].count("UP") == REPLICAS,

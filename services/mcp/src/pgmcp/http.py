@@ -395,11 +395,26 @@ class KeyConcurrencyLimit:
             )
             return
         self._on_change(key, 1)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._in_flight.give(key)
+                self._on_change(key, -1)
+
+        async def send_releasing(message: Message) -> None:
+            # the slot is free before the answer's last byte leaves: a client that sends its next call as soon as it
+            # has the answer (on another connection, to another worker) never finds its own finished call counted
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_releasing)
         finally:
-            self._in_flight.give(key)
-            self._on_change(key, -1)
+            release()
 
 
 def _is_mcp_path(path: str) -> bool:
