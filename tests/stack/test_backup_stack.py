@@ -195,14 +195,7 @@ RESTORE_USAGE = "hint: usage: make restore BACKUP=<id|latest> SOURCE_DB=<db> TAR
 def make_restore(stack: Stack, *variables: str) -> subprocess.CompletedProcess[str]:
     """The real `make restore VARIABLE=value...` on the test stack; make exits 2 on any failure and names the
     command's own status (`Error 12`)."""
-    return subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "restore", *variables],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return make(stack, "restore", *variables)
 
 
 def test_make_restore_chooses_the_source_of_a_set_of_two_databases(stack: Stack) -> None:
