@@ -45,6 +45,15 @@ class Check:
     ok: bool
     detail: str
 
+    @property
+    def first_line(self) -> str:
+        return (self.detail.splitlines() or [""])[0]
+
+
+def failures_text(report: DrillReport) -> str:
+    """`check: first line of its detail; ...` for every failed check (empty when none failed)."""
+    return "; ".join(f"{check.name}: {check.first_line}" for check in report.checks if not check.ok)
+
 
 @dataclass(slots=True)
 class DrillReport:
@@ -139,7 +148,7 @@ def _record_verdict(backup_set: BackupSet, report: DrillReport, clock: Clock) ->
     if failures and all(check.name in ENVIRONMENT_CHECKS for check in failures):
         logger.warning("drill could not run set=%s: no verdict recorded on the set", backup_set.id)
         return
-    error = "; ".join(f"{check.name}: {(check.detail.splitlines() or [''])[0]}" for check in failures) or None
+    error = failures_text(report) or None
     verdict = Verdict("drill", report.verified, clock.now(), tuple(check.name for check in report.checks), error)
     Verification.record(backup_set.path, verdict)
 
@@ -309,7 +318,7 @@ def summary(report: DrillReport) -> str:
     lines = [f"latest: {report.passed_over}"] if report.passed_over else []
     lines.append(f"restore drill of set {report.set_id}: {verdict}")
     for check in report.checks:
-        lines.append(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name:<28} {(check.detail.splitlines() or [''])[0]}")
+        lines.append(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name:<28} {check.first_line}")
     if report.rto_seconds is not None and report.rpo_seconds is not None:
         lines.append(
             f"  RTO {report.rto_seconds:.1f} s (limit {report.max_rto_seconds:g} s), "
@@ -333,14 +342,7 @@ def scheduled_drill(settings: Settings, *, clock: Clock, cancel: Cancellation) -
             cancel=cancel,
             scheduled=True,
         )
-        error = (
-            None
-            if report.passed
-            else "; ".join(
-                f"{check.name}: {(check.detail.splitlines() or [''])[0]}" for check in report.checks if not check.ok
-            )
-            or "failed"
-        )
+        error = None if report.passed else failures_text(report) or "failed"
         set_id: str | None = report.set_id
     except AbortedError:
         raise
