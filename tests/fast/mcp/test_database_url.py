@@ -6,6 +6,8 @@ settings hold whatever the URL says, checked on the database side."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from devtools.native_pg import NativePostgres
 from devtools.net import free_port
 from pgmcp.__main__ import main
-from pgmcp.config import VARIABLES, Settings
+from pgmcp.config import DEAD_PEER_KEYWORDS, VARIABLES, Settings
 from pgmcp.errors import ConfigError, ExitCode
 from tests.fast.mcp.helpers import Connect, call_checked, rows_of
 
@@ -189,3 +191,50 @@ def test_url_and_url_file_are_exclusive(tmp_path: Path) -> None:
         {"MCP_DATABASE_URL": "postgresql://mcp_reader@h/app", "MCP_DATABASE_URL_FILE": str(tmp_path / "url")}
     )
     assert "both MCP_DATABASE_URL and MCP_DATABASE_URL_FILE are set (but are exclusive)" in error
+
+
+# -- a server that vanishes without closing its connections ----------------------------------------------------
+
+
+def socket_options(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """What the kernel holds for the connection's socket (not what libpq was asked): keepalive on, its timings,
+    and TCP_USER_TIMEOUT in ms."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        return {
+            "keepalives": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            "keepalives_idle": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            "keepalives_interval": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            "keepalives_count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            "tcp_user_timeout": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        }
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("source", ["split", "url"])
+def test_every_connection_finds_a_vanished_server_through_the_kernel(pg: NativePostgres, source: str) -> None:
+    """A partition black-holes a standby's packets: without keepalives and TCP_USER_TIMEOUT a pooled connection
+    to it would wait the system's TCP timeout (about 15 minutes), and a worker's pool would fill with them
+    (tests/stack/test_swarm.py cuts a node off for real)."""
+    if source == "url":
+        settings = Settings.from_env({"MCP_DATABASE_URL": url_of(pg, password=True)})
+    else:
+        settings = Settings.from_env(
+            {
+                "MCP_DATABASE_HOST": pg.host,
+                "MCP_DATABASE_PORT": str(pg.port),
+                "MCP_DATABASE_NAME": pg.database,
+                "MCP_DATABASE_USER": "mcp_reader",
+                "MCP_DATABASE_PASSWORD": pg.passwords["mcp_reader"],
+            }
+        )
+    with psycopg.connect(**settings.database_conninfo()) as conn:
+        assert socket_options(conn) == {**DEAD_PEER_KEYWORDS, "keepalives": 1}
+
+
+def test_a_url_may_set_its_own_keepalives(pg: NativePostgres) -> None:
+    url = url_of(pg, password=True, keepalives_idle="30", tcp_user_timeout="60000")
+    with psycopg.connect(**Settings.from_env({"MCP_DATABASE_URL": url}).database_conninfo()) as conn:
+        options = socket_options(conn)
+    assert options == {**DEAD_PEER_KEYWORDS, "keepalives": 1, "keepalives_idle": 30, "tcp_user_timeout": 60000}

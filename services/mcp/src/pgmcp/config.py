@@ -42,6 +42,19 @@ timeouts): a desktop client starting `--stdio` hands them down, so they are not 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DEAD_PEER_KEYWORDS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+"""libpq's TCP options on every connection, so the kernel finds a server that vanished without closing its
+connections (a partition, a lost node): an idle pooled connection is probed after 10 s and closed when the probes
+go unanswered; one waiting for an answer is closed when what it sent stays unacknowledged for 15 s. Without them
+a connection to a black-holed standby hangs for the system's TCP timeout (about 15 minutes), and a worker's pool
+fills with them. A URL's own keepalives_* or tcp_user_timeout win; Unix sockets ignore them."""
+
 TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 LOAD_BALANCE_HOSTS = ("disable", "random")
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "mcp")
@@ -160,14 +173,16 @@ class Settings:
 
     def database_conninfo(self) -> dict[str, Any]:
         """Keyword arguments for psycopg's connect(); the password is among them, so never log this.
-        With MCP_DATABASE_URL: its keywords, then the server's own (connect_timeout, application_name), which win."""
+        With MCP_DATABASE_URL: `DEAD_PEER_KEYWORDS`, then its keywords (which may set those), then the server's own
+        (connect_timeout, application_name), which win."""
         timeout = max(1, round(self.database_connect_timeout_ms / 1000))
         if self.database_url:
             keywords: dict[str, Any] = url_keywords(self.database_url)
             if self.database_password:
                 keywords["password"] = self.database_password
-            return {**keywords, "connect_timeout": timeout, "application_name": "pgmcp"}
+            return {**DEAD_PEER_KEYWORDS, **keywords, "connect_timeout": timeout, "application_name": "pgmcp"}
         return {
+            **DEAD_PEER_KEYWORDS,
             "host": self.database_host,
             "port": self.database_port,
             "dbname": self.database_name,
@@ -997,6 +1012,7 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
 
 
 __all__ = [
+    "DEAD_PEER_KEYWORDS",
     "CLIENT_VARIABLES",
     "URL",
     "VARIABLES",
