@@ -112,7 +112,7 @@ bench: venv ## MCP benchmark: tool calls vs raw psycopg, medians and p95 (report
 	$(PY) -m loadtests.bench_mcp
 
 bench-scale: venv ## MCP_WORKERS=1 vs 2, then 3 and 1 replicas behind HAProxy on the standby or the primary: calls/s at 10 and 50 clients, single-client latency, each vs raw psycopg (reports/bench-scale.json)
-	$(PY) -m loadtests.bench_scale
+	ops/docker-engine.sh && $(PY) -m loadtests.bench_scale
 
 bench-backup: venv ## backup benchmark at 1M orders vs plain pg_dump/pg_restore (reports/)
 	$(PY) -m loadtests.bench_backup

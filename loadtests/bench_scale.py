@@ -75,13 +75,22 @@ def measure_stack(calls: int, seconds: float) -> dict[str, Any]:
             return len(ids) == count and health == ["healthy"] * count
 
         rows[f"{STACK_REPLICAS} replicas, standby"] = uvloop.run(measure(target, calls, seconds))
+        print(
+            f"  {STACK_REPLICAS} replicas, standby: {brief(rows[f'{STACK_REPLICAS} replicas, standby'])}",
+            file=sys.stderr,
+        )
         stack.compose("up", "-d", "--no-recreate", "--scale", "mcp=1", "mcp")
         wait_until(lambda: replicas(1), timeout=60, what="one mcp replica")
         rows["1 replica, standby"] = uvloop.run(measure(target, calls, seconds))
+        print(f"  1 replica, standby: {brief(rows['1 replica, standby'])}", file=sys.stderr)
         stack.compose("up", "-d", "--no-recreate", "--scale", f"mcp={STACK_REPLICAS}", "mcp")
         wait_until(lambda: replicas(STACK_REPLICAS), timeout=120, what=f"{STACK_REPLICAS} healthy mcp replicas")
         stack.compose("stop", "postgres-standby")
         rows[f"{STACK_REPLICAS} replicas, primary"] = uvloop.run(measure(target, calls, seconds))
+        print(
+            f"  {STACK_REPLICAS} replicas, primary: {brief(rows[f'{STACK_REPLICAS} replicas, primary'])}",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -100,6 +109,17 @@ async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
                 "psycopg_calls_per_s": await throughput(raw_client(pool, "SELECT 1"), clients, seconds),
             }
     return result
+
+
+def brief(run: dict[str, Any]) -> str:
+    """One row as a progress line: the median, then calls/s at each client count, each beside its floor."""
+    latency = run["latency"]
+    rates = ", ".join(
+        f"{clients} clients {run['throughput'][str(clients)]['mcp_calls_per_s']:.0f}/s "
+        f"(floor {run['throughput'][str(clients)]['psycopg_calls_per_s']:.0f}/s)"
+        for clients in CLIENTS
+    )
+    return f"median {latency['mcp']['median_ms']:.3f} ms (floor {latency['psycopg']['median_ms']:.3f} ms), {rates}"
 
 
 def verdict(report: dict[str, Any]) -> list[str]:
@@ -153,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MCP_WORKERS={workers}: a private PostgreSQL 18 and python -m pgmcp ...", file=sys.stderr)
         with local_target(clients=max(CLIENTS), overrides={"MCP_WORKERS": str(workers)}) as target:
             report["workers"][str(workers)] = uvloop.run(measure(target, args.calls, args.seconds))
+        print(f"  MCP_WORKERS={workers}: {brief(report['workers'][str(workers)])}", file=sys.stderr)
     if not args.no_stack:
         report["stack"] = measure_stack(args.calls, args.seconds)
     missed = verdict(report)
