@@ -13,7 +13,7 @@ from typing import Any
 
 from devtools.wait import WaitTimeout, wait_until
 
-__all__ = ["WaitTimeout", "query_call", "read_only", "wait_until"]
+__all__ = ["WaitTimeout", "query_call", "read_only", "tool_call", "wait_until"]
 
 
 @contextmanager
@@ -36,11 +36,19 @@ META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextproto
 def query_call(host: str, port: int, key: str, sql: str) -> dict[str, Any]:
     """One `query` tool call over the 2026-07-28 protocol (raw JSON-RPC, one connection), to `host:port/mcp`:
     the result object; anything but HTTP 200 fails the test."""
+    return tool_call(host, port, key, "query", {"sql": sql})
+
+
+def tool_call(
+    host: str, port: int, key: str, tool: str, arguments: dict[str, Any], timeout: float = 30
+) -> dict[str, Any]:
+    """One tool call over the 2026-07-28 protocol (raw JSON-RPC, one connection), to `host:port/mcp`: the result
+    object; anything but HTTP 200 fails the test."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
-        "params": {"name": "query", "arguments": {"sql": sql}, "_meta": META},
+        "params": {"name": tool, "arguments": arguments, "_meta": META},
     }
     headers = {
         "Host": f"{host}:{port}",
@@ -49,9 +57,9 @@ def query_call(host: str, port: int, key: str, sql: str) -> dict[str, Any]:
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": MODERN,
         "Mcp-Method": "tools/call",
-        "Mcp-Name": "query",
+        "Mcp-Name": tool,
     }
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("POST", "/mcp", body=json.dumps(body), headers=headers)
         response = connection.getresponse()

@@ -8,21 +8,26 @@ work that never yields a row). The harness's statement timeout is 1.5 s.
 
 from __future__ import annotations
 
-import asyncio
+import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from mcp.types import CallToolResult
 from psycopg import sql
 
+from devtools.mcp_server import McpServerProcess, start_mcp_process
 from devtools.native_pg import NativePostgres
-from pgmcp.layers import Layers
-from tests.helpers import wait_until
+from devtools.paths import REPO
+from tests.helpers import tool_call, wait_until
 from tests.security.corpus import ALL_LAYER_NAMES
-from tests.security.harness import McpHarness, Servers, harness_settings, text_of
+from tests.security.harness import STATEMENT_TIMEOUT_MS, Servers, text_of
 
 MAX_ROWS = 100  # the harness's Settings default
 
@@ -57,18 +62,78 @@ HUGE_VALUES = {
 }
 
 
-def peak_rss_reset() -> None:
-    """Reset this process's peak resident set size (Linux: write 5 to /proc/self/clear_refs)."""
-    with open("/proc/self/clear_refs", "w") as handle:
+def peak_rss_reset(pid: int) -> None:
+    """Reset the peak resident set size of process `pid` (Linux: write 5 to /proc/PID/clear_refs)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as handle:
         handle.write("5")
 
 
-def peak_rss_bytes() -> int:
-    with open("/proc/self/status") as handle:
+def peak_rss_bytes(pid: int) -> int:
+    """The peak resident set size of process `pid` since it started or since `peak_rss_reset` (VmHWM)."""
+    with open(f"/proc/{pid}/status") as handle:
         for line in handle:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/self/status")
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+# The harness's limits (harness_settings), as the environment of a server process.
+PROCESS_SETTINGS = {
+    "MCP_STATEMENT_TIMEOUT": f"{STATEMENT_TIMEOUT_MS}ms",
+    "MCP_LOCK_TIMEOUT": "500ms",
+    "MCP_POOL_MIN_SIZE": "1",
+    "MCP_POOL_MAX_SIZE": "1",
+    "MCP_POOL_TIMEOUT": "1s",
+    "MCP_ALLOW_EXPLAIN_ANALYZE": "true",
+    "MCP_MAX_CONCURRENCY_PER_KEY": "64",
+}
+
+
+@dataclass
+class ServerProcess:
+    """A server with some layers off in a process of its own (tests.security.layer_server), so that memory is
+    measured on the server alone; `call` goes over HTTP like any client's."""
+
+    server: McpServerProcess
+
+    @property
+    def pid(self) -> int:
+        return self.server.process.pid
+
+    def call(self, tool: str, timeout: float = 60, **arguments: Any) -> CallToolResult:
+        key = next(iter(self.server.keys.values()))
+        answer = tool_call("127.0.0.1", self.server.port, key, tool, arguments, timeout=timeout)
+        return CallToolResult.model_validate(answer)
+
+
+def start_layer_server(pg: NativePostgres, active: tuple[str, ...], **overrides: str) -> ServerProcess:
+    pythonpath = os.pathsep.join(
+        filter(None, [str(REPO), str(REPO / "services/mcp/src"), os.environ.get("PYTHONPATH")])
+    )
+    server = start_mcp_process(
+        pg,
+        overrides={**PROCESS_SETTINGS, "PYTHONPATH": pythonpath, **overrides},
+        module="tests.security.layer_server",
+        args=("--layers", ",".join(active)),
+    )
+    return ServerProcess(server)
+
+
+@pytest.fixture(scope="module")
+def processes(pg: NativePostgres) -> Iterator[Callable[[tuple[str, ...]], ServerProcess]]:
+    """`processes(active)`: one server process per layer configuration, kept for the module."""
+    started: dict[tuple[str, ...], ServerProcess] = {}
+
+    def get(active: tuple[str, ...]) -> ServerProcess:
+        if active not in started:
+            started[active] = start_layer_server(pg, active)
+        return started[active]
+
+    try:
+        yield get
+    finally:
+        for process in started.values():
+            process.server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +182,14 @@ def test_row_floods_are_capped(servers: Servers, checker: psycopg.Connection, na
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDED_FLOODS))
-def test_cap_alone_streams_and_stops(servers: Servers, checker: psycopg.Connection, name: str) -> None:
-    """CAP is "capped while streaming": the rows past the limit are never held, so memory does not grow with
-    the size of the result, whatever the other layers do."""
-    harness = servers.get(("cap",))
-    peak_rss_reset()
-    before = peak_rss_bytes()
-    result = harness.call("query", sql=BOUNDED_FLOODS[name])
-    growth = peak_rss_bytes() - before
+def test_cap_alone_streams_and_stops(processes: Any, checker: psycopg.Connection, name: str) -> None:
+    """CAP is "capped while streaming": the rows past the limit are never held, so the server's memory does not
+    grow with the size of the result, whatever the other layers do. Measured on the server process."""
+    server = processes(("cap",))
+    peak_rss_reset(server.pid)
+    before = peak_rss_bytes(server.pid)
+    result = server.call("query", sql=BOUNDED_FLOODS[name])
+    growth = peak_rss_bytes(server.pid) - before
     assert_capped(result)
     assert growth < STREAMING_GROWTH_LIMIT, f"peak memory grew by {growth / 1024**2:.0f} MiB for a capped result"
     no_runaway(checker)
@@ -144,17 +209,17 @@ def test_endless_work_times_out(
 @pytest.mark.parametrize("active", [ALL_LAYER_NAMES, ("tmo",)], ids=["all", "only-tmo"])
 @pytest.mark.parametrize("name", sorted(HUGE_VALUES))
 def test_huge_values_keep_memory_bounded(
-    servers: Servers, checker: psycopg.Connection, name: str, active: tuple[str, ...]
+    processes: Any, checker: psycopg.Connection, name: str, active: tuple[str, ...]
 ) -> None:
     """One value is received whole (libpq has no partial rows), so CAP can cut it but not avoid holding it; the
     statement timeout ends the call. The bound is PostgreSQL's own: no value exceeds 1 GB, and one call holds at
     most about two copies of what it received (measured: 900 MB cost 1.7 GiB at the peak). docs/security.md
-    explains how to size the container for it."""
-    harness = servers.get(active)
-    peak_rss_reset()
-    before = peak_rss_bytes()
-    result = harness.call("query", sql=HUGE_VALUES[name])
-    growth = peak_rss_bytes() - before
+    explains how to size the container for it. Measured on the server process."""
+    server = processes(active)
+    peak_rss_reset(server.pid)
+    before = peak_rss_bytes(server.pid)
+    result = server.call("query", sql=HUGE_VALUES[name])
+    growth = peak_rss_bytes(server.pid) - before
     assert growth < 2 * 1024**3, f"peak memory grew by {growth / 1024**2:.0f} MiB"
     if result.is_error:
         assert "57014" in text_of(result), text_of(result)
@@ -162,7 +227,20 @@ def test_huge_values_keep_memory_bounded(
         structured = result.structured_content
         assert structured is not None and structured["truncated"] and structured["bytes"] <= 256 * 1024
     no_runaway(checker)
-    assert not harness.call("query", sql="SELECT 1").is_error
+    assert not server.call("query", sql="SELECT 1").is_error
+
+
+def test_the_memory_measure_sees_the_server(processes: Any, checker: psycopg.Connection) -> None:
+    """Control for the bounds above: a 100 MB value, which libpq receives whole, shows in the server process's
+    peak (so a bound that holds is the server's, not a measure of some other process)."""
+    server = processes(("cap",))
+    peak_rss_reset(server.pid)
+    before = peak_rss_bytes(server.pid)
+    result = server.call("query", sql="SELECT repeat('x', 100000000) AS big")
+    growth = peak_rss_bytes(server.pid) - before
+    assert not result.is_error, text_of(result)
+    assert growth >= 100 * 1024**2, f"the server's peak grew by only {growth / 1024**2:.0f} MiB for a 100 MB value"
+    no_runaway(checker)
 
 
 def test_cap_cuts_a_large_cell(servers: Servers, checker: psycopg.Connection) -> None:
@@ -236,18 +314,24 @@ def flood_reader(checker: psycopg.Connection) -> Iterator[tuple[str, str]]:
 
 
 def test_fifty_parallel_heavy_calls(
-    pg: NativePostgres, checker: psycopg.Connection, flood_reader: tuple[str, str]
+    pg: NativePostgres, checker: psycopg.Connection, flood_reader: tuple[str, str], tmp_path: Path
 ) -> None:
-    """Corpus 40: fifty heavy calls at once on a pool of four. The server may use its pool plus the one direct
-    connection pgmcp.db opens to diagnose a pool timeout, no more. Every call must end with a result, a
-    timeout, or "database busy" with a retry hint; none may hang; memory stays bounded; the server answers
-    normally afterwards."""
-    layers = Layers()
+    """Corpus 40: fifty heavy calls at once, over HTTP, on a pool of four. The server may use its pool plus the
+    one direct connection pgmcp.db opens to diagnose a pool timeout, no more. Every call must end with a result,
+    a timeout, or "database busy" with a retry hint; none may hang; the server's memory (its own process)
+    stays bounded; it answers normally afterwards."""
     user, password = flood_reader
-    settings = harness_settings(
-        pg, layers, database_user=user, database_password=password, pool_min_size=1, pool_max_size=4
+    password_file = tmp_path / "flood_password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    server = start_layer_server(
+        pg,
+        ALL_LAYER_NAMES,
+        MCP_DATABASE_USER=user,
+        MCP_DATABASE_PASSWORD_FILE=str(password_file),
+        MCP_POOL_MAX_SIZE="4",
     )
-    harness = McpHarness(settings, layers)
+    heavy = "SELECT count(*) FROM shop.orders a, shop.orders b"
     try:
 
         def running(role: str) -> int:
@@ -262,37 +346,28 @@ def test_fifty_parallel_heavy_calls(
             with psycopg.connect(pg.dsn("app_owner"), connect_timeout=10) as conn:
                 return conn.execute("SELECT 1").fetchone()
 
-        async def flood() -> tuple[list[Any], Any, tuple[Any, ...] | None]:
-            calls = [
-                asyncio.ensure_future(
-                    harness.client.call_tool("query", {"sql": "SELECT count(*) FROM shop.orders a, shop.orders b"})
-                )
-                for _ in range(50)
-            ]
+        peak_rss_reset(server.pid)
+        before = peak_rss_bytes(server.pid)
+        with ThreadPoolExecutor(max_workers=52) as pool:
+            calls = [pool.submit(server.call, "query", sql=heavy) for _ in range(50)]
             # the flood is under way: confirmed, not assumed, before probing (every pooled connection is running
             # a heavy query and the rest of the calls are queued)
-            await asyncio.to_thread(
-                wait_until, lambda: running(user) == 4, timeout=30, interval=0.05, what="the pool of 4 to be saturated"
-            )
+            wait_until(lambda: running(user) == 4, timeout=30, interval=0.05, what="the pool of 4 to be saturated")
             # while it lasts, the server still answers (a result or "database busy" with a retry hint, not a
             # hang), and the database still serves other applications
-            probe, bystander = await asyncio.gather(
-                harness.client.call_tool("list_schemas", {}), asyncio.to_thread(other_application)
-            )
-            return await asyncio.gather(*calls), probe, bystander
-
-        peak_rss_reset()
-        before = peak_rss_bytes()
-        results, probe, bystander = harness.run(flood(), timeout=120)
-        growth = peak_rss_bytes() - before
-        assert not probe.is_error or "database busy" in text_of(probe), text_of(probe)
-        assert bystander == (1,)
+            probe = pool.submit(server.call, "list_schemas")
+            bystander = pool.submit(other_application)
+            results = [call.result(timeout=120) for call in calls]
+            probe_result, bystander_row = probe.result(timeout=60), bystander.result(timeout=60)
+        growth = peak_rss_bytes(server.pid) - before
+        assert not probe_result.is_error or "database busy" in text_of(probe_result), text_of(probe_result)
+        assert bystander_row == (1,)
         assert len(results) == 50
         for result in results:
             text = text_of(result)
             assert not result.is_error or "timed out" in text or "database busy" in text, text
-        assert growth < 256 * 1024**2, f"peak memory grew by {growth / 1024**2:.0f} MiB"
+        assert growth < 256 * 1024**2, f"the server's peak memory grew by {growth / 1024**2:.0f} MiB"
         no_runaway(checker)
-        assert not harness.call("query", sql="SELECT 1").is_error
+        assert not server.call("query", sql="SELECT 1").is_error
     finally:
-        harness.close()
+        server.server.cleanup()
