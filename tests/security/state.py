@@ -57,12 +57,14 @@ _PROBES: dict[str, str] = {
     "advisory_locks": "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' ORDER BY 1",
     "replication_origins": "SELECT roname FROM pg_replication_origin ORDER BY 1",
     # every table, row or advisory lock another backend holds or waits for (an idle pooled session holds none;
-    # the shared-catalogue locks of a session being started come and go, and are not an attack's)
+    # the shared-catalogue locks of a session being started come and go, and are not an attack's; nor are the
+    # locks of autovacuum, whose ANALYZE of a new table writes pg_statistic whenever it runs)
     "locks": """
         SELECT l.locktype, coalesce(l.relation::regclass::text, ''), coalesce(l.objid::text, ''), l.mode, l.granted
         FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+        LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.pid <> pg_backend_pid() AND l.locktype IN ('relation', 'tuple', 'page', 'extend', 'advisory')
-          AND NOT coalesce(c.relisshared, false)
+          AND NOT coalesce(c.relisshared, false) AND a.backend_type IS DISTINCT FROM 'autovacuum worker'
         ORDER BY 1, 2, 3, 4
     """,
     # temporary relations of any session (the snapshot above leaves pg_temp schemas out: sessions own them)
