@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -116,6 +116,9 @@ bench-scale: venv ## MCP_WORKERS=1 vs 2, then 3 and 1 replicas behind HAProxy on
 
 bench-backup: venv ## backup benchmark at 1M orders vs plain pg_dump/pg_restore (reports/)
 	$(PY) -m loadtests.bench_backup
+
+mutate: venv ## mutation testing (mutmut) of the guard, function policy, result limits and backup checks; score and survivors in reports/mutate.txt (MUTANTS='pgmcp.guard.*' for some)
+	$(PY) -m devtools.mutate $(MUTANTS)
 
 load: venv ## Locust load run against the MCP endpoint, with pass/fail thresholds (reports/)
 	$(PY) -m loadtests.load $(LOAD_ARGS)

@@ -293,3 +293,53 @@ def test_rejections_carry_a_fingerprint_when_the_text_parsed(reader_policy: Func
     with pytest.raises(QueryRejected) as unparsable:
         validate("SELECT (", reader_policy, ALL)
     assert unparsable.value.fingerprint is None
+
+
+# -- exact refusals: rule, what and hint, as the model reads them ----------------------------------------------
+
+
+def refusal(sql: str, policy: FunctionPolicy, *, explain_analyze: bool = False) -> tuple[str, str, str]:
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, policy, ALL, explain_analyze=explain_analyze)
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("query rejected: ") and lines[1].startswith("hint: "), lines
+    return caught.value.rule, lines[0].removeprefix("query rejected: "), lines[1].removeprefix("hint: ")
+
+
+KNOWN_OPTIONS = (
+    "ANALYZE, BUFFERS, COSTS, FORMAT, GENERIC_PLAN, MEMORY, SERIALIZE, SETTINGS, SUMMARY, TIMING, VERBOSE, WAL"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "explain_analyze", "expected"),
+    [
+        ("EXPLAIN (FOO) SELECT 1", False,
+         ("explain_option", "EXPLAIN option 'foo' is not one this server accepts", f"use only {KNOWN_OPTIONS}")),
+        ("EXPLAIN ANALYZE SELECT 1", False,
+         ("explain_analyze",
+          "EXPLAIN ANALYZE runs the statement, and this server's operator does not allow it "
+          "(MCP_ALLOW_EXPLAIN_ANALYZE=false)",
+          "drop ANALYZE (and SERIALIZE, WAL, TIMING) to get the estimated plan")),
+        ("EXPLAIN (TIMING, WAL) SELECT 1", False,
+         ("explain_option", "EXPLAIN option TIMING, WAL measures an execution, and this EXPLAIN has no ANALYZE",
+          "drop TIMING, WAL")),
+        ("EXPLAIN (TIMING, WAL) SELECT 1", True,
+         ("explain_option", "EXPLAIN option TIMING, WAL measures an execution, and this EXPLAIN has no ANALYZE",
+          "drop TIMING, WAL, or add ANALYZE")),
+    ],
+    ids=["unknown-option", "analyze-not-allowed", "measuring-without-analyze", "measuring-analyze-allowed"],
+)  # fmt: skip
+def test_explain_refusals_say_exactly_what_and_how(
+    reader_policy: FunctionPolicy, sql: str, explain_analyze: bool, expected: tuple[str, str, str]
+) -> None:
+    assert refusal(sql, reader_policy, explain_analyze=explain_analyze) == expected
+
+
+def test_a_statement_past_the_checks_is_unchecked_only_when_no_check_ran(reader_policy: FunctionPolicy) -> None:
+    """`kind` names what ran: with ONE alone a statement the AST layer would refuse is "unchecked", and an
+    EXPLAIN is still "explain"."""
+    one = Layers.only("one")
+    assert validate("SHOW work_mem", reader_policy, one).kind == "unchecked"
+    assert validate("DELETE FROM shop.orders", reader_policy, one).kind == "unchecked"
+    assert validate("EXPLAIN SELECT 1", reader_policy, one).kind == "explain"

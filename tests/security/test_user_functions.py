@@ -11,6 +11,7 @@ The functions are created by the application owner, as an application's migratio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import psycopg
@@ -161,3 +162,42 @@ def test_the_fixpoint_refuses_through_any_depth_of_calls() -> None:
     assert vetted.check_call(("udf", "x"), 0) is None
     refusal = vetted.check_call(("udf", "a"), 0)
     assert refusal is not None and refusal.rule == "function_denied" and "udf.b" in refusal.reason
+
+
+def test_the_vetting_logs_its_count_and_names_and_refuses_with_the_rule(caplog: pytest.LogCaptureFixture) -> None:
+    """Without a server: the startup log line says how many bodies were checked and which were refused; a body's
+    refusal carries the rule and what the guard said; a definition that is not CREATE FUNCTION is refused too."""
+
+    def sql_function(name: str, body: str, definition: str | None = None) -> FunctionInfo:
+        return FunctionInfo(
+            "udf",
+            name,
+            "s",
+            distrust="has a SQL body that has not been checked",
+            definition=definition or f"CREATE FUNCTION udf.{name}() RETURNS int LANGUAGE sql STABLE AS $$ {body} $$",
+        )
+
+    policy = FunctionPolicy.from_rows(
+        [
+            ("pg_catalog", "pg_advisory_lock", "v", ("bigint",)),
+            sql_function("clean", "SELECT 1"),
+            sql_function("split", "", definition="CREATE FUNCTION udf.split() RETURNS int LANGUAGE sql STABLE "
+                         "AS 'SELECT 1 UNION ALL ', 'SELECT 2'"),
+            sql_function("dirty", "SELECT pg_advisory_lock(1)::int"),
+            sql_function("odd", "", definition="SELECT 1"),
+        ],
+        search_path=("pg_catalog", "udf"),
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="pgmcp.guard"):
+        vetted = vet_function_bodies(policy)
+    distrust = {function.name: function.distrust for function in vetted.functions if function.schema == "udf"}
+    assert distrust["clean"] is None
+    assert distrust["dirty"] == (
+        "has a SQL body this server refuses (function_denied: pg_catalog.pg_advisory_lock(bigint) takes advisory "
+        "locks, which outlive the query and can block other applications)"
+    )
+    assert distrust["split"] is None  # the quoted parts of an AS body are one text, joined as they are
+    assert distrust["odd"] == (
+        "has a SQL body this server refuses (syntax: its definition is not a CREATE FUNCTION statement)"
+    )
+    assert caplog.messages == ["checked 4 user-written SQL functions: 2 refused (udf.dirty(), udf.odd())"]
