@@ -69,11 +69,8 @@ def run_mutmut(max_children: int, patterns: list[str]) -> int:
         print(f"==> starting {max_children} native PostgreSQL servers for the test runs", file=sys.stderr)
         started = [servers.enter_context(NativePostgres(demo_orders=DEFAULT_DEMO_ORDERS)) for _ in range(max_children)]
         listing.write_text(json.dumps([server.describe() for server in started]))
-        env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-        env[SHARED_SERVER_ENV] = str(listing)
-        mutmut = Path(sys.executable).with_name("mutmut")
-        command = [str(mutmut), "run", "--max-children", str(max_children), *patterns]
-        return subprocess.run(command, cwd=STAGE, env=env).returncode
+        run = mutmut("run", "--max-children", str(max_children), *patterns, env={SHARED_SERVER_ENV: str(listing)})
+        return run.returncode
 
 
 def results() -> dict[str, str]:
@@ -95,10 +92,15 @@ def module_of(mutant: str) -> str:
     return mutant.rpartition(".")[0]
 
 
+def mutmut(*args: str, env: dict[str, str] | None = None, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """The venv's mutmut in the staged tree, without PYTHONPATH (the staged sources must win over the checkout)."""
+    clean = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    command = [str(Path(sys.executable).with_name("mutmut")), *args]
+    return subprocess.run(command, cwd=STAGE, env={**clean, **(env or {})}, capture_output=capture, text=True)
+
+
 def show(mutant: str) -> str:
-    mutmut = Path(sys.executable).with_name("mutmut")
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    shown = subprocess.run([str(mutmut), "show", mutant], cwd=STAGE, env=env, capture_output=True, text=True)
+    shown = mutmut("show", mutant, capture=True)
     return shown.stdout.strip() or shown.stderr.strip()
 
 
