@@ -10,15 +10,19 @@ set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# usage: wait_container SERVICE  -> the id of the service's container, or nothing when it has none
-wait_container() {
-	"$OPS_ROOT/ops/compose.sh" ps --all -q "$1" 2>/dev/null | head -n 1
+# usage: wait_containers SERVICE  -> the ids of the service's containers (one per replica), one per line, or
+# nothing when it has none yet. All of them: a scaled service is healthy when every replica is. A failed
+# listing (a container removed while Compose inspects it) is "none yet": the next round lists again.
+wait_containers() {
+	local ids
+	ids="$("$OPS_ROOT/ops/compose.sh" ps --all -q "$1" 2>/dev/null)" || ids=""
+	printf '%s' "$ids"
 }
 
 # usage: wait_state CONTAINER  -> "<status>/<health>" of the container, ie: running/starting
 wait_state() {
 	docker inspect --format '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1" 2>/dev/null ||
-		printf 'missing' # removed since wait_container saw it
+		printf 'missing' # removed since wait_containers listed it
 }
 
 # usage: wait_last_log CONTAINER  -> the last line the container logged (stdout or stderr)
@@ -36,7 +40,7 @@ wait_fail() {
 
 wait_main() {
 	local timeout="${WAIT_TIMEOUT:-900}" every="${WAIT_REPORT_SECONDS:-5}"
-	local started="$EPOCHSECONDS" reported="$EPOCHSECONDS" report service id state
+	local started="$EPOCHSECONDS" reported="$EPOCHSECONDS" report service replica id state
 	local -a pending=("$@") waiting
 	ops_step "waiting for $* to be healthy (at most ${timeout}s)"
 	while ((${#pending[@]})); do
@@ -47,11 +51,16 @@ wait_main() {
 		fi
 		waiting=()
 		for service in "${pending[@]}"; do
-			id="$(wait_container "$service")"
+			# the service's state is its first replica that is not healthy (or healthy when none is)
+			id=""
 			state=missing
-			if [[ -n "$id" ]]; then
-				state="$(wait_state "$id")"
-			fi
+			for replica in $(wait_containers "$service"); do
+				id="$replica"
+				state="$(wait_state "$replica")"
+				if [[ "$state" != running/healthy ]]; then
+					break
+				fi
+			done
 			case "$state" in
 				running/healthy)
 					ops_progress $((EPOCHSECONDS - started)) "$service: healthy"

@@ -454,6 +454,87 @@ def test_an_image_build_shows_each_step(tmp_path: Path) -> None:
     assert "echo second" in log.read_text()
 
 
+def fake_replicas(tmp_path: Path, states: dict[str, list[str]], listing_fails: int = 0) -> dict[str, str]:
+    """ops/wait-healthy.sh in a copy of ops/ whose compose.sh lists the replicas of `states` (failing the
+    first `listing_fails` times, as `compose ps` does when a container goes while it inspects it) and whose
+    `docker` reports each replica's next state from its list (the last one repeats). -> the run's env."""
+    ops = tmp_path / "ops"
+    ops.mkdir()
+    for name in ("wait-healthy.sh", "lib.sh"):
+        shutil.copy2(REPO / "ops" / name, ops / name)
+    for replica, sequence in states.items():
+        (tmp_path / f"{replica}.states").write_text("\n".join(sequence) + "\n")
+    (tmp_path / "listing-fails").write_text(str(listing_fails))
+    (ops / "compose.sh").write_text(
+        "#!/usr/bin/env bash\n"
+        f'fails="$(cat {tmp_path}/listing-fails)"\n'
+        f'if ((fails > 0)); then echo $((fails - 1)) >{tmp_path}/listing-fails; echo "no such container" >&2; exit 1; fi\n'
+        f"printf '%s\\n' {' '.join(states)}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/usr/bin/env bash\n"
+        'if [[ "$1" == logs ]]; then echo "replica ${@: -1} is busy"; exit 0; fi\n'
+        f'file="{tmp_path}/${{@: -1}}.states"\n'
+        'head -n 1 "$file"\n'
+        'if (($(wc -l <"$file") > 1)); then sed -i 1d "$file"; fi\n'
+    )
+    for script in (ops / "compose.sh", bin_dir / "docker"):
+        script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "WAIT_TIMEOUT": "30", "WAIT_REPORT_SECONDS": "1"}
+
+
+def run_fake_wait(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    inherited = {name: value for name, value in os.environ.items() if name != "OPS_STARTED_AT"}
+    return subprocess.run(
+        [str(tmp_path / "ops" / "wait-healthy.sh"), "mcp"],
+        env={**inherited, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_health_wait_waits_for_every_replica_of_a_scaled_service(tmp_path: Path) -> None:
+    """Three replicas: the first healthy at once, the third only after a few rounds. The service is healthy
+    when the last one is, and the wait shows the one it waits for, not the first."""
+    env = fake_replicas(
+        tmp_path,
+        {
+            "r1": ["running/healthy"],
+            "r2": ["running/starting", "running/healthy"],
+            "r3": ["running/starting"] * 3 + ["running/healthy"],
+        },
+    )
+    result = run_fake_wait(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^ +\d+s  mcp: healthy$", result.stderr, re.MULTILINE), result.stderr
+    # every replica's states were read to the end: the wait went on until the last one turned healthy
+    for replica in ("r2", "r3"):
+        assert (tmp_path / f"{replica}.states").read_text() == "running/healthy\n", result.stderr
+
+
+def test_the_health_wait_fails_on_any_replica_that_turns_unhealthy(tmp_path: Path) -> None:
+    env = fake_replicas(
+        tmp_path, {"r1": ["running/healthy"], "r2": ["running/starting", "running/unhealthy"], "r3": ["running/healthy"]}
+    )
+    result = run_fake_wait(tmp_path, env)
+    assert result.returncode == 1, result.stderr
+    assert "error: service mcp is running/unhealthy" in result.stderr
+
+
+def test_the_health_wait_lists_again_when_a_listing_fails(tmp_path: Path) -> None:
+    """`compose ps` fails when a container is removed while it inspects it (a replica being replaced): the
+    wait lists again the next round, it does not die without a word (it did, under set -e)."""
+    env = fake_replicas(tmp_path, {"r1": ["running/healthy"], "r2": ["running/healthy"]}, listing_fails=2)
+    result = run_fake_wait(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^ +\d+s  mcp: healthy$", result.stderr, re.MULTILINE), result.stderr
+    assert (tmp_path / "listing-fails").read_text().strip() == "0"
+
+
 def test_the_health_wait_shows_each_service_that_is_not_healthy_yet(stack: Stack) -> None:
     """A restarted mcp is `starting` until its first health check (10 s): the wait shows it, with its
     last log line, every WAIT_REPORT_SECONDS, then when it turned healthy."""
