@@ -518,7 +518,8 @@ def test_the_health_wait_waits_for_every_replica_of_a_scaled_service(tmp_path: P
 
 def test_the_health_wait_fails_on_any_replica_that_turns_unhealthy(tmp_path: Path) -> None:
     env = fake_replicas(
-        tmp_path, {"r1": ["running/healthy"], "r2": ["running/starting", "running/unhealthy"], "r3": ["running/healthy"]}
+        tmp_path,
+        {"r1": ["running/healthy"], "r2": ["running/starting", "running/unhealthy"], "r3": ["running/healthy"]},
     )
     result = run_fake_wait(tmp_path, env)
     assert result.returncode == 1, result.stderr
