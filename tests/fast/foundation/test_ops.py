@@ -468,7 +468,8 @@ def fake_replicas(tmp_path: Path, states: dict[str, list[str]], listing_fails: i
     (ops / "compose.sh").write_text(
         "#!/usr/bin/env bash\n"
         f'fails="$(cat {tmp_path}/listing-fails)"\n'
-        f'if ((fails > 0)); then echo $((fails - 1)) >{tmp_path}/listing-fails; echo "no such container" >&2; exit 1; fi\n'
+        f"if ((fails > 0)); then echo $((fails - 1)) >{tmp_path}/listing-fails; "
+        'echo "no such container" >&2; exit 1; fi\n'
         f"printf '%s\\n' {' '.join(states)}\n"
     )
     bin_dir = tmp_path / "bin"
