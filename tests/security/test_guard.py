@@ -10,7 +10,7 @@ import pytest
 from pgmcp.errors import RULES, QueryRejected
 from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, ValidatedQuery, validate
 from pgmcp.layers import Layers
-from pgmcp.policy import FunctionPolicy
+from pgmcp.policy import FunctionInfo, FunctionPolicy, OperatorInfo, TypeInfo
 
 ALL = Layers()
 
@@ -345,3 +345,103 @@ def test_a_statement_past_the_checks_is_unchecked_only_when_no_check_ran(reader_
     assert validate("SHOW work_mem", reader_policy, one).kind == "unchecked"
     assert validate("DELETE FROM shop.orders", reader_policy, one).kind == "unchecked"
     assert validate("EXPLAIN SELECT 1", reader_policy, one).kind == "explain"
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule", "what", "hint"),
+    [
+        ("SELECT * FROM shop.orders FOR UPDATE", "locking_clause",
+         "FOR UPDATE / FOR SHARE / FOR [NO] KEY ... lock rows, and this server only reads",
+         "remove the locking clause; a plain SELECT sees a consistent snapshot"),
+        ("SELECT * INTO t FROM shop.orders", "into_clause",
+         "SELECT ... INTO creates a table, and this server only reads", "remove the INTO clause"),
+        ("WITH gone AS (DELETE FROM shop.orders RETURNING *) SELECT * FROM gone", "data_modifying_cte",
+         "the WITH query 'gone' writes data: it is DELETE", "make every WITH query a SELECT"),
+        ("WITH x AS (INSERT INTO shop.orders DEFAULT VALUES RETURNING 1) SELECT 1", "data_modifying_cte",
+         "the WITH query 'x' writes data: it is INSERT", "make every WITH query a SELECT"),
+        ("VALUES (DEFAULT)", "node_type",
+         "the query uses SetToDefault, which is outside the read-only SQL this server accepts",
+         "rewrite it with plain SELECT syntax"),
+    ],
+    ids=["locking", "into", "cte-delete", "cte-insert", "node"],
+)  # fmt: skip
+def test_node_refusals_say_exactly_what_and_what_to_do(
+    reader_policy: FunctionPolicy, sql: str, rule: str, what: str, hint: str
+) -> None:
+    """The whole text of each refusal of a part of a SELECT: the model reads it to rewrite the query."""
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, reader_policy, ALL)
+    assert (caught.value.rule, caught.value.what, caught.value.hint) == (rule, what, hint)
+
+
+def test_a_call_is_judged_by_the_overload_its_argument_count_selects() -> None:
+    """`f(*)` has no arguments; `f(a) WITHIN GROUP (ORDER BY b)` has two. Each stable overload below has a
+    volatile twin of another arity, so a miscounted call lands on the volatile one and is refused."""
+    policy = FunctionPolicy.from_rows(
+        [
+            FunctionInfo("udf", "tally", "s", (), kind="a"),
+            FunctionInfo("udf", "tally", "v", ("integer",), kind="a"),
+            FunctionInfo("udf", "pct", "s", ("double precision", "integer"), kind="a"),
+            FunctionInfo("udf", "pct", "v", ("double precision",), kind="a"),
+            FunctionInfo("udf", "pct", "v", (), kind="a"),
+        ],
+        search_path=("pg_catalog", "udf"),
+    )
+    for sql in (
+        "SELECT udf.tally(*) FROM shop.orders",
+        "SELECT udf.pct(0.5) WITHIN GROUP (ORDER BY 1) FROM shop.orders",
+    ):
+        assert validate(sql, policy, ALL).kind == "select", sql
+    for sql in ("SELECT udf.tally(1) FROM shop.orders", "SELECT udf.pct(0.5) FROM shop.orders"):
+        with pytest.raises(QueryRejected) as caught:
+            validate(sql, policy, ALL)
+        assert caught.value.rule == "function_volatile", (sql, caught.value.rule)
+
+
+def operator_policy(*, ge: str = "i", le: str = "i") -> FunctionPolicy:
+    """Built-in-looking comparison operators of the given volatility, and a user operator `@#@` run by a
+    volatile function (as CREATE OPERATOR over a plpgsql function would make)."""
+
+    def operator(name: str, volatility: str) -> OperatorInfo:
+        function = FunctionInfo("public", f"op_{len(name)}_{volatility}", volatility, ("integer", "integer"))
+        return OperatorInfo("public", name, "integer", "integer", function)
+
+    operators = [operator(">=", ge), operator("<=", le), operator("-", "i"), operator("@#@", "v")]
+    return FunctionPolicy.from_rows([], operators=operators, search_path=("pg_catalog", "public"))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT 1 @#@ 2", "SELECT 1 WHERE 1 @#@ ANY (SELECT 2)", "SELECT 1 AS n ORDER BY 1 USING @#@"],
+    ids=["expression", "sublink", "order-by-using"],
+)
+def test_an_operator_run_by_a_refused_function_is_refused_wherever_it_is_written(sql: str) -> None:
+    with pytest.raises(QueryRejected) as caught:
+        validate(sql, operator_policy(), ALL)
+    assert caught.value.rule == "function_volatile"
+    assert caught.value.what.startswith("operator @#@ is implemented by public.op_3_v(integer, integer)")
+
+
+def test_between_runs_both_comparison_operators() -> None:
+    """BETWEEN's parse tree names no operator: the guard judges >= and <=, which is what PostgreSQL runs."""
+    between = "SELECT 1 WHERE 1 BETWEEN 0 AND 2"
+    assert validate(between, operator_policy(), ALL).kind == "select"
+    assert validate("SELECT 1 - 2", operator_policy(), ALL).kind == "select"
+    for policy, operator in ((operator_policy(ge="v"), ">="), (operator_policy(le="v"), "<=")):
+        for sql in (between, "SELECT 1 WHERE 1 NOT BETWEEN SYMMETRIC 2 AND 0"):
+            with pytest.raises(QueryRejected) as caught:
+                validate(sql, policy, ALL)
+            assert caught.value.what.startswith(f"operator {operator} is implemented by"), (sql, caught.value.what)
+
+
+def test_a_cast_to_a_type_whose_input_function_is_refused_is_refused() -> None:
+    """`'x'::evil` runs evil's input function: the guard judges it like a call, in a cast or a column type."""
+    risky = FunctionInfo("public", "evil_in", "v", ("cstring",))
+    policy = FunctionPolicy.from_rows(
+        [], types=[TypeInfo("public", "evil", (risky,))], search_path=("pg_catalog", "public")
+    )
+    for sql in ("SELECT 'x'::evil", "SELECT CAST('x' AS public.evil)"):
+        with pytest.raises(QueryRejected) as caught:
+            validate(sql, policy, ALL)
+        assert caught.value.rule == "function_volatile", sql
+        assert "a cast to public.evil runs public.evil_in(cstring)" in caught.value.what, caught.value.what

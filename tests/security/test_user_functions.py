@@ -181,6 +181,7 @@ def test_the_vetting_logs_its_count_and_names_and_refuses_with_the_rule(caplog: 
         [
             ("pg_catalog", "pg_advisory_lock", "v", ("bigint",)),
             sql_function("clean", "SELECT 1"),
+            sql_function("plain", "SELECT 2"),
             sql_function("split", "", definition="CREATE FUNCTION udf.split() RETURNS int LANGUAGE sql STABLE "
                          "AS 'SELECT 1 UNION ALL ', 'SELECT 2'"),
             sql_function("dirty", "SELECT pg_advisory_lock(1)::int"),
@@ -200,4 +201,43 @@ def test_the_vetting_logs_its_count_and_names_and_refuses_with_the_rule(caplog: 
     assert distrust["odd"] == (
         "has a SQL body this server refuses (syntax: its definition is not a CREATE FUNCTION statement)"
     )
-    assert caplog.messages == ["checked 4 user-written SQL functions: 2 refused (udf.dirty(), udf.odd())"]
+    # 3 believed and 2 refused: the count is of the refused ones
+    assert caplog.messages == ["checked 5 user-written SQL functions: 2 refused (udf.dirty(), udf.odd())"]
+
+
+def test_the_vetting_says_none_when_every_body_is_clean(caplog: pytest.LogCaptureFixture) -> None:
+    """Without a server: when no body is refused, the startup line says so in words."""
+    policy = FunctionPolicy.from_rows(
+        [
+            FunctionInfo(
+                "udf",
+                "clean",
+                "s",
+                distrust="has a SQL body that has not been checked",
+                definition="CREATE FUNCTION udf.clean() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$",
+            )
+        ],
+        search_path=("pg_catalog", "udf"),
+    )
+    with caplog.at_level(logging.INFO, logger="pgmcp.guard"):
+        vetted = vet_function_bodies(policy)
+    assert vetted.check_call(("udf", "clean"), 0) is None
+    assert caplog.messages == ["checked 1 user-written SQL functions: 0 refused (none)"]
+
+
+def test_an_empty_atomic_body_only_reads() -> None:
+    """Without a server: `BEGIN ATOMIC END` (a valid SQL-standard body with no statement) parses as one empty
+    block; the function is believed, like any body that only reads, instead of failing the startup check."""
+    policy = FunctionPolicy.from_rows(
+        [
+            FunctionInfo(
+                "udf",
+                "nothing",
+                "s",
+                distrust="has a SQL body that has not been checked",
+                definition="CREATE FUNCTION udf.nothing() RETURNS void LANGUAGE sql STABLE BEGIN ATOMIC END",
+            )
+        ],
+        search_path=("pg_catalog", "udf"),
+    )
+    assert vet_function_bodies(policy).check_call(("udf", "nothing"), 0) is None

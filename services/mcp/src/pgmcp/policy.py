@@ -406,9 +406,12 @@ class FunctionPolicy:
         schema, name = _split_name(parts)
         return self._visible(self._types_by_name.get(name, ()), schema)
 
-    def sql_bodied(self) -> tuple[FunctionInfo, ...]:
-        """The user-written SQL functions whose bodies the guard checks (those loaded with a definition)."""
-        return tuple(function for function in self.functions if function.definition is not None)
+    def sql_bodies(self) -> dict[str, str]:
+        """The definition of each user-written SQL function whose body the guard checks (those loaded with one),
+        by signature."""
+        return {
+            function.signature: function.definition for function in self.functions if function.definition is not None
+        }
 
     def with_distrust(self, verdicts: Mapping[str, str | None]) -> FunctionPolicy:
         """A copy in which each function whose `signature` is in `verdicts` has that `distrust` instead,
