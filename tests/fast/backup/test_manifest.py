@@ -18,6 +18,7 @@ from pgbackup.manifest import (
     MANIFEST_NAME,
     VERIFICATION_FORMAT,
     VERIFICATION_NAME,
+    DatabaseSetting,
     Manifest,
     Verdict,
     Verification,
@@ -77,7 +78,9 @@ def test_a_manifest_of_another_format_or_damaged_is_refused_with_what_to_do(set_
     with pytest.raises(VerificationError) as damaged:
         Manifest.read(path)
     assert f"unable to read the manifest {path / MANIFEST_NAME}: manifest format 2" in str(damaged.value)
-    assert "use an older set" in str(damaged.value)
+    assert damaged.value.hints == (
+        "the set is damaged: verify the others with `python -m pgbackup verify` and use an older set",
+    )
     (path / MANIFEST_NAME).write_text(json.dumps({key: value for key, value in raw.items() if key != "files"}))
     with pytest.raises(VerificationError, match="unable to read the manifest .*'files'"):
         Manifest.read(path)
@@ -86,8 +89,31 @@ def test_a_manifest_of_another_format_or_damaged_is_refused_with_what_to_do(set_
 def test_a_database_is_found_by_its_name(shared_set_dir: Path) -> None:
     manifest = Manifest.read(set_path(shared_set_dir))
     assert [manifest.database(name).name for name in ("app", "postgres")] == ["app", "postgres"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as missing:
         manifest.database("nope")
+    assert missing.value.args == ("nope",)
+
+
+def test_database_settings_are_read_from_the_manifest(shared_set_dir: Path) -> None:
+    """ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET, as the manifest keeps them (the session set
+    has none of its own)."""
+    raw = json.loads((set_path(shared_set_dir) / MANIFEST_NAME).read_text())
+    settings = [{"role": None, "setting": "work_mem=64MB"}, {"role": "app_owner", "setting": "search_path=shop"}]
+    raw["databases"] = [{**database, "settings": settings} if database["name"] == "app" else database
+                        for database in raw["databases"]]  # fmt: skip
+    manifest = Manifest.from_dict(raw)
+    assert manifest.database("app").settings == (
+        DatabaseSetting(None, "work_mem=64MB"),
+        DatabaseSetting("app_owner", "search_path=shop"),
+    )
+    assert manifest.database("postgres").settings == ()
+    assert json.loads(json.dumps(manifest.to_dict())) == raw
+
+
+def test_a_check_of_an_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as unknown:
+        Verdict.from_dict({"kind": "rumour", "ok": True, "at": "2026-12-04T12:00:05.000000Z"})
+    assert str(unknown.value) == "unknown check kind 'rumour'"
 
 
 def verdict(kind: str, ok: bool, minutes: int = 0, error: str | None = None) -> Verdict:

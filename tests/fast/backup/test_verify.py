@@ -16,8 +16,8 @@ from pgbackup.cancel import Cancellation
 from pgbackup.catalog import BackupSet, scan
 from pgbackup.errors import AbortedError
 from pgbackup.files import sha256_file
-from pgbackup.manifest import Manifest
-from pgbackup.verify import verify_set
+from pgbackup.manifest import Manifest, TableCount
+from pgbackup.verify import check_archives, check_checksums, missing_table_data, verify_set
 from tests.fast.backup.helpers import FakeClock
 from tests.fast.backup.test_scrub import flip_byte
 
@@ -114,3 +114,59 @@ def test_a_stop_request_ends_the_listing(set_copy: Path) -> None:
         verify_set(
             backup_set.path, backup_set.manifest, kind="scrub", bin_dir=bin_dir(), clock=FakeClock(NOW), cancel=cancel
         )
+
+
+def test_a_missing_or_resized_file_does_not_end_the_checksum_check(set_copy: Path) -> None:
+    """The first file of the manifest one byte short, the second gone and the last one damaged: all three are
+    named, in order, each with what is wrong."""
+    backup_set = the_set(set_copy)
+    files = backup_set.manifest.files
+    assert len(files) >= 3 and files[-1].bytes > 0, files
+    first, second, last = files[0], files[1], files[-1]
+    short = backup_set.path / first.name
+    short.write_bytes(short.read_bytes()[:-1])
+    (backup_set.path / second.name).unlink()
+    flip_byte(backup_set.path / last.name)
+    problems = check_checksums(backup_set.path, backup_set.manifest)
+    assert problems[:2] == [
+        f"{first.name}: {first.bytes - 1} bytes on disk, {first.bytes} in the manifest",
+        f"{second.name}: missing",
+    ]
+    assert len(problems) == 3 and problems[2].startswith(f"{last.name}: sha256 "), problems
+    assert problems[2].endswith(f", {last.sha256} in the manifest")
+
+
+def test_every_archive_is_listed_and_the_tables_without_data_are_named(set_copy: Path) -> None:
+    """The first database's archive cannot be listed, and the last one's manifest counts tables its archive holds
+    no data for: both problems are reported, the tables by name (the first ten, then how many more)."""
+    backup_set = the_set(set_copy)
+    first, last = backup_set.manifest.databases[0], backup_set.manifest.databases[-1]
+    assert first.name != last.name
+    archive = backup_set.path / first.file
+    archive.write_bytes(archive.read_bytes()[:200])
+    shown = ", ".join(f"shop.ghost_{number:02}" for number in range(10))
+    for ghosts, tail in ((12, " and 2 more"), (10, "")):
+        extra = tuple(TableCount("shop", f"ghost_{number:02}", 1) for number in range(ghosts))
+        databases = tuple(
+            dataclasses.replace(database, tables=(*database.tables, *extra)) if database.name == last.name else database
+            for database in backup_set.manifest.databases
+        )
+        manifest = dataclasses.replace(backup_set.manifest, databases=databases)
+        problems = check_archives(backup_set.path, manifest, bin_dir=bin_dir(), cancel=None)
+        assert len(problems) == 2, problems
+        assert problems[0].startswith(f"{first.file}: unable to list the archive of database {first.name}: ")
+        assert problems[1] == f"{last.file}: no table data for {shown}{tail}"
+
+
+def test_comment_lines_of_a_listing_are_not_entries(set_copy: Path) -> None:
+    """pg_restore --list's `;` lines are comments: a table named only there has no data in the archive."""
+    database = dataclasses.replace(
+        the_set(set_copy).manifest.database("app"),
+        tables=(TableCount("shop", "orders", 5), TableCount("shop", "customers", 2)),
+    )
+    listing = (
+        ";\n; Archive created at 2026-12-04 12:00:00 UTC\n;     3409; 0 16390 TABLE DATA shop orders app_owner\n\n"
+        "3410; 0 16391 TABLE DATA shop customers app_owner\n"
+    )
+    assert missing_table_data(listing, database) == ["shop.orders"]
+    assert missing_table_data(listing.replace(";     3409", "3409"), database) == []

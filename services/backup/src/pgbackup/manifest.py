@@ -150,8 +150,9 @@ class Manifest:
         data["finished_at"] = to_iso(self.finished_at)
         data["bytes"] = self.bytes
         data["duration_seconds"] = round(self.duration_seconds, 3)
-        for database, source in zip(data["databases"], self.databases, strict=True):
-            database["snapshot_at"] = to_iso(source.snapshot_at)
+        data["databases"] = [
+            {**asdict(database), "snapshot_at": to_iso(database.snapshot_at)} for database in self.databases
+        ]
         return data
 
     @classmethod
@@ -173,7 +174,7 @@ class Manifest:
             roles=tuple(_role(entry) for entry in data["roles"]),
             databases=tuple(_database(entry) for entry in data["databases"]),
             bootstrap_superuser=str(data.get("bootstrap_superuser", "postgres")),
-            role_passwords=bool(data.get("role_passwords", False)),
+            role_passwords=bool(data.get("role_passwords")),
         )
 
     def write(self, directory: Path) -> None:

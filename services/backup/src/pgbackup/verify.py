@@ -10,7 +10,7 @@ from pathlib import Path
 from pgbackup.cancel import Cancellation
 from pgbackup.clock import Clock
 from pgbackup.files import drop_cache, sha256_file
-from pgbackup.manifest import Manifest, Verdict
+from pgbackup.manifest import Database, Manifest, Verdict
 from pgbackup.pgtools import base_env, find_tool, run_tool
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,21 @@ def check_checksums(directory: Path, manifest: Manifest, on_read: Callable[[int]
     return problems
 
 
+MISSING_SHOWN = 10
+"""Tables named in a problem about an archive without their data; the rest are counted."""
+
+
+def missing_table_data(listing: str, database: Database) -> list[str]:
+    """The tables of `database` (as `schema.table`) that have no TABLE DATA entry in its archive's
+    `pg_restore --list` output; the listing's `;` comment lines are not entries."""
+    entries = [line for line in listing.splitlines() if line and not line.startswith(";")]
+    return [
+        f"{table.schema}.{table.table}"
+        for table in database.tables
+        if not any(f" TABLE DATA {table.schema} {table.table} " in line for line in entries)
+    ]
+
+
 def check_archives(
     directory: Path, manifest: Manifest, *, bin_dir: Path | None, cancel: Cancellation | None
 ) -> list[str]:
@@ -56,14 +71,10 @@ def check_archives(
                 cancel.check()
             problems.append(f"{database.file}: {exc}")
             continue
-        entries = [line for line in listing.splitlines() if line and not line.startswith(";")]
-        missing = [
-            f"{table.schema}.{table.table}"
-            for table in database.tables
-            if not any(f" TABLE DATA {table.schema} {table.table} " in line for line in entries)
-        ]
+        missing = missing_table_data(listing, database)
         if missing:
-            problems.append(f"{database.file}: no table data for {', '.join(missing[:10])}")
+            more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
+            problems.append(f"{database.file}: no table data for {', '.join(missing[:MISSING_SHOWN])}{more}")
     return problems
 
 
