@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from pglast import parser
 
 from pgmcp.errors import RULES, QueryRejected
 from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, ValidatedQuery, validate
@@ -170,7 +171,14 @@ def test_too_many_tokens_is_too_large(reader_policy: FunctionPolicy) -> None:
     with pytest.raises(QueryRejected) as caught:
         validate(sql, reader_policy, ALL)
     assert caught.value.rule == "too_large"
-    assert f"more than the {MAX_TOKENS} this server parses" in caught.value.message
+    tokens = len(parser.scan(sql))
+    assert (caught.value.what, caught.value.hint) == (
+        f"the query has {tokens} tokens, more than the {MAX_TOKENS} this server parses",
+        "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter",
+    )
+    at_limit = "SELECT " + "+".join(["1"] * ((MAX_TOKENS - 1) // 2 + 1))
+    assert len(parser.scan(at_limit)) == MAX_TOKENS
+    assert validate(at_limit, reader_policy, ALL).kind == "select"
 
 
 @pytest.mark.parametrize(
@@ -211,7 +219,8 @@ def test_deep_subselects_are_a_syntax_rejection(reader_policy: FunctionPolicy) -
     with pytest.raises(QueryRejected) as caught:
         validate(sql, reader_policy, ALL)
     assert caught.value.rule == "syntax"
-    assert "memory exhausted" in caught.value.message
+    assert caught.value.what.startswith("PostgreSQL cannot parse it: memory exhausted"), caught.value.what
+    assert caught.value.hint == ONE_SELECT
 
 
 # -- what comes back --------------------------------------------------------------------------------------------
@@ -347,6 +356,9 @@ def test_a_statement_past_the_checks_is_unchecked_only_when_no_check_ran(reader_
     assert validate("EXPLAIN SELECT 1", reader_policy, one).kind == "explain"
 
 
+ONE_SELECT = "send exactly one read-only statement: SELECT, VALUES, TABLE or WITH ... SELECT"
+
+
 @pytest.mark.parametrize(
     ("sql", "rule", "what", "hint"),
     [
@@ -362,11 +374,26 @@ def test_a_statement_past_the_checks_is_unchecked_only_when_no_check_ran(reader_
         ("VALUES (DEFAULT)", "node_type",
          "the query uses SetToDefault, which is outside the read-only SQL this server accepts",
          "rewrite it with plain SELECT syntax"),
+        (5, "syntax", "the query must be text, not int", ONE_SELECT),
+        (" \n ", "not_single_statement", "the query is empty", ONE_SELECT),
+        ("SELECT 1\x00", "syntax", "the query contains a NUL character (U+0000)", "remove the NUL character"),
+        ("SELECT 1" + " " * MAX_SQL_CHARS, "too_large",
+         f"the query is {MAX_SQL_CHARS + 8} characters long, more than the {MAX_SQL_CHARS} this server accepts",
+         "write a shorter query: aggregate in SQL, and pass long value lists as one array parameter"),
+        ("SELECT '\ud800'", "syntax", "the query is not valid Unicode text (at character 9)", "send UTF-8 text"),
+        ("-- nothing", "not_single_statement", "the query holds no statement, only comments", ONE_SELECT),
+        ("SELECT 1; SELECT 2", "not_single_statement", "the query holds 2 statements",
+         "send exactly one statement, without a second one after a semicolon"),
+        ("COMMIT", "statement_type", "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not accepted",
+         "send the SELECT alone: every call already runs in its own read-only transaction"),
+        ("GRANT SELECT ON shop.orders TO public", "statement_type", "Grant statements change the database", ONE_SELECT),
+        ("CREATE TABLE t (a int)", "statement_type", "Create statements change the database", ONE_SELECT),
     ],
-    ids=["locking", "into", "cte-delete", "cte-insert", "node"],
+    ids=["locking", "into", "cte-delete", "cte-insert", "node", "not-text", "blank", "nul", "too-long", "surrogate",
+         "empty", "two", "commit", "grant", "create"],
 )  # fmt: skip
-def test_node_refusals_say_exactly_what_and_what_to_do(
-    reader_policy: FunctionPolicy, sql: str, rule: str, what: str, hint: str
+def test_refusals_say_exactly_what_and_what_to_do(
+    reader_policy: FunctionPolicy, sql: object, rule: str, what: str, hint: str
 ) -> None:
     """The whole text of each refusal of a part of a SELECT: the model reads it to rewrite the query."""
     with pytest.raises(QueryRejected) as caught:
@@ -445,3 +472,22 @@ def test_a_cast_to_a_type_whose_input_function_is_refused_is_refused() -> None:
             validate(sql, policy, ALL)
         assert caught.value.rule == "function_volatile", sql
         assert "a cast to public.evil runs public.evil_in(cstring)" in caught.value.what, caught.value.what
+
+
+def test_a_long_query_is_fingerprinted_too(reader_policy: FunctionPolicy) -> None:
+    """Past the inline size the parse runs on a thread with a big stack; the audit log's fingerprint is the same
+    pglast fingerprint, and still ignores constants."""
+    long_sql = "SELECT " + " + ".join(["1"] * 5000)
+    assert len(long_sql) > 2_000  # pgmcp.guard._INLINE_CHARS: parsed on the big-stack thread
+    validated = validate(long_sql, reader_policy, ALL)
+    assert validated.fingerprint == parser.fingerprint(long_sql)
+    assert validate(long_sql.replace("1", "2"), reader_policy, ALL).fingerprint == validated.fingerprint
+
+
+def test_the_text_limit_is_exact(reader_policy: FunctionPolicy) -> None:
+    """MAX_SQL_CHARS characters are parsed; one more is refused before parsing."""
+    at_limit = "SELECT 1" + " " * (MAX_SQL_CHARS - 8)
+    assert len(at_limit) == MAX_SQL_CHARS and validate(at_limit, reader_policy, ALL).kind == "select"
+    with pytest.raises(QueryRejected) as caught:
+        validate(at_limit + " ", reader_policy, ALL)
+    assert caught.value.rule == "too_large"
