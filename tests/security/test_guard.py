@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -491,3 +492,42 @@ def test_the_text_limit_is_exact(reader_policy: FunctionPolicy) -> None:
     with pytest.raises(QueryRejected) as caught:
         validate(at_limit + " ", reader_policy, ALL)
     assert caught.value.rule == "too_large"
+
+
+@pytest.mark.parametrize("error", [RecursionError, MemoryError])
+def test_a_parser_out_of_stack_or_memory_is_a_too_large_refusal(
+    reader_policy: FunctionPolicy, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    """No query within MAX_TOKENS exhausts the big-stack thread here, so the parser is made to fail as an odd
+    input could make it fail: the refusal says what to do, and nothing escapes as a crash."""
+
+    def exhausted(sql: str) -> None:
+        raise error()
+
+    monkeypatch.setattr("pgmcp.guard.parser.parse_sql", exhausted)
+    with pytest.raises(QueryRejected) as caught:
+        validate("SELECT 1", reader_policy, ALL)
+    assert (caught.value.rule, caught.value.what, caught.value.hint) == (
+        "too_large",
+        "the query is nested too deeply to analyse",
+        "flatten the expression or split it into CTEs",
+    )
+
+
+def test_a_parser_failing_in_an_unforeseen_way_is_a_syntax_refusal(
+    reader_policy: FunctionPolicy, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any other exception from pglast is a refusal named after it, and a warning in the log: never a crash."""
+
+    def odd(sql: str) -> None:
+        raise ValueError("unexpected node")
+
+    monkeypatch.setattr("pgmcp.guard.parser.parse_sql", odd)
+    with caplog.at_level(logging.WARNING, logger="pgmcp.guard"), pytest.raises(QueryRejected) as caught:
+        validate("SELECT 1", reader_policy, ALL)
+    assert (caught.value.rule, caught.value.what, caught.value.hint) == (
+        "syntax",
+        "PostgreSQL's parser refused it (ValueError)",
+        ONE_SELECT,
+    )
+    assert caplog.messages == ["pglast failed on a query with ValueError: unexpected node"]
