@@ -15,7 +15,8 @@ from mcp import Client
 from devtools.mcp_server import McpServerProcess, start_mcp_process
 from devtools.native_pg import NativePostgres
 from pgmcp.app import create_mcp
-from pgmcp.config import ApiKey, Settings
+from pgmcp.config import Settings
+from pgmcp.keys import KeyEntry
 from pgmcp.layers import ALL_LAYERS, Layers
 from tests.fast.mcp.helpers import ALICE, BOB, HTTP_CONCURRENCY, HTTP_MAX_REQUEST_BYTES, Connect
 
@@ -34,7 +35,7 @@ def reader_settings(pg: NativePostgres) -> Settings:
         database_name=pg.database,
         database_user="mcp_reader",
         database_password=pg.passwords["mcp_reader"],
-        api_keys=(ApiKey(ALICE, secrets.token_hex(32)), ApiKey(BOB, secrets.token_hex(32))),
+        api_keys=(KeyEntry.from_secret(ALICE, secrets.token_hex(32)), KeyEntry.from_secret(BOB, secrets.token_hex(32))),
         pool_min_size=1,
         pool_max_size=4,
         startup_timeout_ms=10_000,

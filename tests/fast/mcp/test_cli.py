@@ -92,4 +92,4 @@ def test_http_refuses_to_start_without_keys(pg: NativePostgres, tmp_path: Path) 
         [sys.executable, "-m", "pgmcp"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == ExitCode.CONFIG
-    assert "no API keys: set MCP_API_KEYS_FILE" in result.stderr
+    assert "no API keys and no OAuth issuer: set MCP_API_KEYS_FILE" in result.stderr

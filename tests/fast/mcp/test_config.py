@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pgmcp import generated
-from pgmcp.config import VARIABLES, ApiKey, Settings, parse_api_keys, unknown_variables
+from pgmcp.config import VARIABLES, Settings, parse_api_keys, unknown_variables
 from pgmcp.errors import ConfigError
+from pgmcp.keys import KeyEntry
 from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
 
 README = Path(__file__).resolve().parents[3] / "services" / "mcp" / "README.md"
@@ -55,6 +56,11 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_PORT": "9000",
         "MCP_ALLOWED_HOSTS": "mcp.internal:8443, LOCALHOST",
         "MCP_ALLOWED_ORIGINS": "https://ai.example.com",
+        "MCP_PUBLIC_URL": "https://MCP.example.com/",
+        "MCP_OAUTH_ISSUER": "https://login.example.com/realms/team",
+        "MCP_OAUTH_JWKS_URL": "https://login.example.com/realms/team/certs",
+        "MCP_OAUTH_AUDIENCE": "pgmcp",
+        "MCP_OAUTH_ALGORITHMS": "RS256, ES256",
         "MCP_MAX_ROWS": "500",
         "MCP_MAX_BYTES": "1MiB",
         "MCP_MAX_CELL_BYTES": "4096",
@@ -80,6 +86,12 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.database_password == "s3cret"  # trailing newline stripped
     assert [key.name for key in settings.api_keys] == ["alice", "bob", "carol"]
     assert settings.allowed_hosts == ("mcp.internal:8443", "localhost")
+    assert settings.accepted_hosts() == ("mcp.internal:8443", "localhost", "mcp.example.com")
+    assert settings.accepted_origins() == ("https://ai.example.com", "https://mcp.example.com")
+    assert (settings.resource, settings.audience) == ("https://mcp.example.com/mcp", "pgmcp")
+    assert settings.oauth_issuer == "https://login.example.com/realms/team"
+    assert settings.oauth_jwks_url == "https://login.example.com/realms/team/certs"
+    assert settings.oauth_algorithms == ("RS256", "ES256") and settings.api_keys_file == str(keys)
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
     assert settings.allow_public_temp is True
     assert settings.workers == 3
@@ -229,13 +241,14 @@ def test_file_variants(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("alice", "line 1: an entry is not `name:key` (the key part is missing)"),
+        ("alice", "line 1: an entry is not `name:key` or `name:sha256:<digest>`"),
         ("bad name:" + "k" * 32, "line 1: key name 'bad name' must be 1-64 letters"),
         ("alice:short", "line 1 (alice): the key is shorter than 16 characters"),
+        ("a:sha256:" + "0" * 64 + " tools=drop_table", "line 1 (a): unknown tool drop_table (tools: describe_table"),
         ("a:" + "k" * 32 + "\na:" + "j" * 32, "key name 'a' appears more than once"),
         ("a:" + "k" * 32 + "\nb:" + "k" * 32, "two entries share the same key"),
     ],
-    ids=["no-key", "bad-name", "short", "duplicate-name", "duplicate-key"],
+    ids=["no-key", "bad-name", "short", "unknown-tool", "duplicate-name", "duplicate-key"],
 )
 def test_api_key_file_problems_never_show_the_key(raw: str, expected: str) -> None:
     with pytest.raises(ValueError) as error:
@@ -245,10 +258,10 @@ def test_api_key_file_problems_never_show_the_key(raw: str, expected: str) -> No
 
 
 def test_secrets_stay_out_of_reprs_and_errors() -> None:
-    key = ApiKey("alice", "x" * 40)
+    key = KeyEntry.from_secret("alice", "x" * 40)
     settings = Settings(database_password="p4ssw0rd-value", api_keys=(key,))
     assert "p4ssw0rd-value" not in repr(settings) and "x" * 40 not in repr(settings)
-    assert repr(key) == "ApiKey(name='alice', secret=<redacted>)"
+    assert repr(key) == "KeyEntry(name='alice', tools=None, max_rows=None, expires=None, created=None, revoked=None)"
     with pytest.raises(ConfigError) as error:
         Settings.from_env({"MCP_DATABASE_PASSWORD": "", "MCP_API_KEYS": "alice:tiny-secret"})
     assert "tiny-secret" not in str(error.value) and "<redacted>" in str(error.value)

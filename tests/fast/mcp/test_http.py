@@ -34,13 +34,24 @@ def test_missing_key_is_401_with_a_challenge(http_server: McpServerProcess) -> N
     assert json.loads(body)["error"]["message"].startswith("missing API key: send `Authorization: Bearer <key>`")
 
 
-@pytest.mark.parametrize(
-    "authorization", ["Bearer not-a-key-of-this-server", "Basic YWxpY2U6c2VjcmV0", "Bearer ", "bearer"]
-)
-def test_invalid_key_is_401(http_server: McpServerProcess, authorization: str) -> None:
+def test_an_unknown_key_is_401_invalid_token(http_server: McpServerProcess) -> None:
+    authorization = "Bearer not-a-key-of-this-server"
     status, headers, body = post(http_server, rpc("tools/list"), key=None, headers={"Authorization": authorization})
-    assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"]
-    assert "invalid API key" in json.loads(body)["error"]["message"]
+    message = "unknown API key: check the key, or ask the operator for a new one"
+    assert (status, headers["www-authenticate"]) == (
+        401,
+        f'Bearer realm="pgmcp", error="invalid_token", error_description="{message}"',
+    )
+    assert json.loads(body)["error"]["message"] == message
+
+
+@pytest.mark.parametrize("authorization", ["Basic YWxpY2U6c2VjcmV0", "Bearer ", "bearer"])
+def test_a_malformed_authorization_header_is_401_invalid_request(
+    http_server: McpServerProcess, authorization: str
+) -> None:
+    status, headers, body = post(http_server, rpc("tools/list"), key=None, headers={"Authorization": authorization})
+    assert status == 401 and 'error="invalid_request"' in headers["www-authenticate"]
+    assert json.loads(body)["error"]["message"] == "the Authorization header must be `Bearer <an API key>`"
 
 
 def test_keys_are_case_sensitive(http_server: McpServerProcess) -> None:

@@ -28,7 +28,7 @@ def test_a_created_key_is_stored_only_as_its_digest_and_identified(tmp_path: Pat
     found = keys.identify(keys.parse_entries(text), secret, NOW)
     assert found.refusal is None and found.entry is not None
     assert (found.entry.name, found.entry.tools, found.entry.max_rows) == ("alice", frozenset({"query"}), 50)
-    assert found.entry.allows_tool("query") and not found.entry.allows_tool("explain")
+    assert found.entry.identity().allows("query") and not found.entry.identity().allows("explain")
     assert keys.identify(keys.parse_entries(text), "a" * 32, NOW).entry.name == "default"  # type: ignore[union-attr]
     assert keys.identify(keys.parse_entries(text), secret + "x", NOW) == keys.Identified(None, "unknown API key")
 
@@ -57,7 +57,9 @@ def test_an_expired_or_revoked_key_is_refused_with_the_reason(tmp_path: Path) ->
         ("x:sha256:" + "0" * 64 + " expires=soon", "expires='soon' is not an ISO-8601"),
         ("x:sha256:" + "0" * 64 + " colour=red", "'colour=red' is not one of"),
         ("x:short", "shorter than 16 characters"),
-        ("bad name:" + "a" * 20, "an entry is not"),
+        ("bad name:" + "a" * 20, "key name 'bad name' must be 1-64 letters"),
+        ("x:sha256:" + "0" * 63, "the digest is not 64 lowercase hex digits"),
+        ("x", "an entry is not `name:key` or `name:sha256:<digest>`"),
         ("x:" + "a" * 20 + " tools=query", "a plain `name:key` entry takes no attributes"),
     ],
 )
@@ -73,14 +75,20 @@ def test_the_store_reloads_a_changed_file_and_keeps_its_keys_when_the_new_one_is
 ) -> None:
     path = tmp_path / "keys"
     path.write_text(PLAIN)
-    store = keys.KeyStore(path)
+    clock = [0.0]
+    store = keys.KeyStore(path=path, clock=lambda: clock[0])
     secret = keys.create(path, "carol", tools=None, max_rows=None, expires=None, now=NOW)
-    assert store.refresh(100.0) is True and keys.identify(store.entries, secret, NOW).refusal is None
-    assert store.refresh(100.5) is False  # checked at most every RELOAD_CHECK_S
+    clock[0] = 0.5
+    assert store.identify(secret, NOW).entry is None  # checked at most every RELOAD_CHECK_S
+    clock[0] = 100.0
+    assert store.refresh() is True and store.identify(secret, NOW).refusal is None
+    clock[0] = 100.5
+    assert store.refresh() is False
     inode = path.stat().st_ino
     with caplog.at_level(logging.ERROR, logger="pgmcp.keys"):
         path.write_text("")  # a half-written file, as a reader could see it
         os.utime(path, ns=(1, 1))
-        assert store.refresh(200.0) is False
+        clock[0] = 200.0
+        assert store.refresh() is False
     assert [entry.name for entry in store.entries] == ["default", "carol"]
     assert "holds no key" in caplog.text and path.stat().st_ino == inode

@@ -7,6 +7,7 @@ them all."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -82,14 +83,35 @@ def test_more_workers_than_pooled_connections_is_a_configuration_error() -> None
 
 
 def test_the_shared_limit_counts_every_worker_and_forgets_a_dead_one() -> None:
-    shared = Shared(2, ["alice", "bob"])
+    shared = Shared(2)
     assert shared.take(0, "alice", 2) == 1
     assert shared.take(1, "alice", 2) == 2
     assert shared.take(1, "alice", 2) is None  # the server's limit, whichever worker asks
-    assert shared.take(0, "bob", 2) == 1  # per key
+    assert shared.take(0, "bob", 2) == 1  # per caller
     shared.forget(1)
     assert shared.take(0, "alice", 2) == 2
     assert shared.give(0, "alice") == 1
+
+
+def test_callers_unknown_at_start_get_a_row_while_in_flight_and_free_it_after() -> None:
+    shared = Shared(2, capacity=3)
+    assert [shared.take(0, name, 5) for name in ("a", "b", "c")] == [1, 1, 1]
+    assert shared.take(1, "d", 5) is None  # three callers in flight fill the table
+    assert shared.take(1, "b", 5) == 2  # a caller already in flight still gets its slot
+    assert (shared.give(0, "b"), shared.give(1, "b")) == (1, 0)  # b's last call ended: its row is free
+    assert shared.take(1, "d", 5) == 1
+    assert shared.give(1, "d") == 0 and shared.give(1, "d") == 0  # a give after the row was freed is harmless
+    shared.forget(0)  # a, c only had calls on worker 0: their rows are free
+    assert [shared.take(1, name, 5) for name in ("x", "y", "z")] == [1, 1, 1]
+
+
+def test_the_table_is_one_table_for_every_worker_process() -> None:
+    shared = Shared(2, capacity=4)
+    process = multiprocessing.get_context("fork").Process(target=shared.take, args=(1, "carol", 3))
+    process.start()
+    process.join(10)
+    assert process.exitcode == 0
+    assert shared.take(0, "carol", 3) == 2  # the child's call is counted here
 
 
 def test_every_worker_serves_and_the_server_is_ready_as_a_whole(workers: McpServerProcess) -> None:

@@ -160,7 +160,7 @@ def serve_workers(settings: Settings, workers: int, run: Callable[..., None]) ->
         from prometheus_client import multiprocess
 
         reservation = reserve(settings.bind_host, settings.port)
-        shared = Shared(workers, [key.name for key in settings.api_keys])
+        shared = Shared(workers)
 
         def run_worker(slot: WorkerSlot) -> int:
             reservation.close()  # the supervisor's; the worker listens on a socket of its own

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,20 +27,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pgmcp import __version__, prompts, resources, tools
+from pgmcp import __version__, oauth, prompts, resources, tools
 from pgmcp.config import Settings
 from pgmcp.errors import ConfigError
 from pgmcp.http import (
     MCP_PATH,
-    ApiKeyAuth,
+    Authenticate,
     BodyLimit,
     HostOriginGuard,
     KeyConcurrencyLimit,
     SharedInFlight,
     StatelessOnly,
+    ToolScopes,
 )
+from pgmcp.identity import TOOLS, Identity
+from pgmcp.keys import KeyStore
 from pgmcp.layers import ALL_LAYERS, Layers
 from pgmcp.metrics import POOL_REFRESH_S
+from pgmcp.oauth import Verifier
 from pgmcp.service import Service
 from pgmcp.workers import WorkerSlot
 
@@ -114,11 +119,11 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     """The SDK's own Host/Origin check, configured exactly like `HostOriginGuard` (entries without a port
     accept any port)."""
     hosts: list[str] = []
-    for host in settings.allowed_hosts:
+    for host in settings.accepted_hosts():
         has_port = host.rsplit("]", 1)[-1].count(":") == 1 if host.startswith("[") else ":" in host
         hosts += [host] if has_port else [host, f"{host}:*"]
     origins: list[str] = []
-    for origin in settings.allowed_origins:
+    for origin in settings.accepted_origins():
         authority = origin.partition("://")[2]
         has_port = authority.rsplit("]", 1)[-1].startswith(":") if authority.startswith("[") else ":" in authority
         origins += [origin] if has_port else [origin, f"{origin}:*"]
@@ -127,11 +132,11 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 def create_app(settings: Settings, *, layers: Layers = ALL_LAYERS, worker: WorkerSlot | None = None) -> Starlette:
     """The HTTP application. Refuses to build without API keys: the endpoint is never open."""
-    if not settings.api_keys:
+    if not settings.api_keys and not settings.oauth_issuer:
         raise ConfigError(
             [
-                "no API keys: set MCP_API_KEYS_FILE to a file with one `name:key` per line "
-                "(generate keys with `openssl rand -hex 32`); HTTP is never served without authentication"
+                "no API keys and no OAuth issuer: set MCP_API_KEYS_FILE to a key file (`make api-key NAME=...` "
+                "adds a key), or MCP_OAUTH_ISSUER; HTTP is never served without authentication"
             ]
         )
     return build_app(Service.build(settings, layers, principal="anonymous", worker=worker))
@@ -189,8 +194,31 @@ def build_app(service: Service) -> Starlette:
             yield
             group.cancel_scope.cancel()
 
+    key_store = None
+    if settings.api_keys_file:
+        key_store = KeyStore(path=Path(settings.api_keys_file), known_tools=frozenset(TOOLS))
+    elif settings.api_keys:
+        key_store = KeyStore(settings.api_keys)
+    verifier = Verifier(settings) if settings.oauth_issuer else None
+
+    def identified(identity: Identity) -> None:
+        if identity.kind == "key":
+            metrics.key_last_used.labels(identity.name).set_to_current_time()
+
+    async def protected_resource(_: Request) -> Response:
+        return JSONResponse(oauth.resource_metadata(settings), headers={"cache-control": "max-age=300"})
+
+    oauth_routes: list[BaseRoute] = []
+    if verifier is not None:
+        oauth_routes = [
+            Route(oauth.METADATA_PATH, protected_resource, methods=["GET"]),
+            Route(f"{oauth.METADATA_PATH}{MCP_PATH}", protected_resource, methods=["GET"]),
+        ]
+    metadata_url = oauth.metadata_url(settings) if verifier is not None else None
+
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        *oauth_routes,
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *sdk_app.routes,
@@ -198,11 +226,18 @@ def build_app(service: Service) -> Starlette:
     middleware = [
         Middleware(
             HostOriginGuard,
-            allowed_hosts=settings.allowed_hosts,
-            allowed_origins=settings.allowed_origins,
+            allowed_hosts=settings.accepted_hosts(),
+            allowed_origins=settings.accepted_origins(),
             on_reject=rejected,
         ),
-        Middleware(ApiKeyAuth, keys=settings.api_keys, on_reject=rejected),
+        Middleware(
+            Authenticate,
+            keys=key_store,
+            verifier=verifier,
+            metadata_url=metadata_url,
+            on_reject=rejected,
+            on_identified=identified,
+        ),
         Middleware(StatelessOnly),
         Middleware(
             KeyConcurrencyLimit,
@@ -212,6 +247,7 @@ def build_app(service: Service) -> Starlette:
             in_flight=SharedInFlight(settings.max_concurrency_per_key, service.worker) if service.worker else None,
         ),
         Middleware(BodyLimit, max_bytes=settings.max_request_bytes, on_reject=rejected),
+        Middleware(ToolScopes, metadata_url=metadata_url, on_reject=rejected),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.service = service

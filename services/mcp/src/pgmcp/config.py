@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import pq
@@ -27,6 +27,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgmcp.errors import ConfigError
 from pgmcp.failures import Target
+from pgmcp.identity import TOOLS
+from pgmcp.keys import KeyEntry, parse_entries
 from pgmcp.units import show_bytes, show_milliseconds, to_bytes, to_milliseconds
 
 logger = logging.getLogger(__name__)
@@ -57,27 +59,17 @@ fills with them. A URL's own keepalives_* or tcp_user_timeout win; Unix sockets 
 
 TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 LOAD_BALANCE_HOSTS = ("disable", "random")
+OAUTH_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+"""Asymmetric JWS algorithms only: `none` is never accepted, nor HS* (a shared secret cannot come from a JWKS)."""
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "[::1]", "mcp")
 DEFAULT_ALLOWED_ORIGINS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 
-_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_MIN_KEY_LENGTH = 16
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::(\d{1,5}))?$")
 _ORIGIN = re.compile(
     r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::(\d{1,5}))?$"
 )
 _IDENTIFIER = re.compile(r"^[^\x00]{1,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """A named bearer key. The name goes to the audit log and metrics; the secret never leaves memory."""
-
-    name: str
-    secret: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"ApiKey(name={self.name!r}, secret=<redacted>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +89,13 @@ class Settings:
     database_target_session_attrs: str = "any"
     database_load_balance_hosts: str = "disable"
     max_replica_lag_ms: int = 0  # 0: no limit
-    api_keys: tuple[ApiKey, ...] = ()
+    api_keys: tuple[KeyEntry, ...] = ()
+    api_keys_file: str = ""  # MCP_API_KEYS_FILE's path, read again when it changes (`pgmcp.keys.KeyStore`)
+    public_url: str = ""
+    oauth_issuer: str = ""
+    oauth_jwks_url: str = ""
+    oauth_audience: str = ""
+    oauth_algorithms: tuple[str, ...] = OAUTH_ALGORITHMS
     bind_host: str = "127.0.0.1"
     port: int = 8080
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
@@ -166,10 +164,34 @@ class Settings:
                 "hint: point it at the file holding the reader role's password, "
                 "e.g. MCP_DATABASE_PASSWORD_FILE=/run/secrets/mcp_reader_password"
             )
+        if environ.get("MCP_API_KEYS_FILE") and "api_keys" in values:
+            values["api_keys_file"] = environ["MCP_API_KEYS_FILE"]
         problems.extend(_check_values({**default_values(), **values}))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    @property
+    def resource(self) -> str:
+        """The OAuth resource identifier (RFC 8707, RFC 9728): `MCP_PUBLIC_URL`/mcp, or empty."""
+        return f"{self.public_url}/mcp" if self.public_url else ""
+
+    @property
+    def audience(self) -> str:
+        return self.oauth_audience or self.resource
+
+    def accepted_hosts(self) -> tuple[str, ...]:
+        """`MCP_ALLOWED_HOSTS` and the host of `MCP_PUBLIC_URL`."""
+        if not self.public_url:
+            return self.allowed_hosts
+        host = urlsplit(self.public_url).netloc
+        return self.allowed_hosts if host in self.allowed_hosts else (*self.allowed_hosts, host)
+
+    def accepted_origins(self) -> tuple[str, ...]:
+        """`MCP_ALLOWED_ORIGINS` and the origin of `MCP_PUBLIC_URL`."""
+        if not self.public_url or self.public_url in self.allowed_origins:
+            return self.allowed_origins
+        return (*self.allowed_origins, self.public_url)
 
     def database_conninfo(self) -> dict[str, Any]:
         """Keyword arguments for psycopg's connect(); the password is among them, so never log this.
@@ -416,39 +438,54 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
-def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
-    """`name:key` per line (a line may also hold several, comma-separated); `#` comment lines and blank lines
-    are ignored. Problems name the line, never the key."""
-    keys: list[ApiKey] = []
-    problems: list[str] = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        for entry in filter(None, (part.strip() for part in stripped.split(","))):
-            name, separator, secret = entry.partition(":")
-            name, secret = name.strip(), secret.strip()
-            if not separator or not secret:
-                problems.append(f"line {number}: an entry is not `name:key` (the key part is missing)")
-            elif not _KEY_NAME.match(name):
-                problems.append(f"line {number}: key name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
-            elif len(secret) < _MIN_KEY_LENGTH:
-                problems.append(
-                    f"line {number} ({name}): the key is shorter than {_MIN_KEY_LENGTH} characters: "
-                    "generate one with `openssl rand -hex 32`"
-                )
-            else:
-                keys.append(ApiKey(name, secret))
-    names = [key.name for key in keys]
-    problems.extend(
-        f"key name {name!r} appears more than once" for name in sorted({n for n in names if names.count(n) > 1})
-    )
-    secrets = [key.secret for key in keys]
-    if len(set(secrets)) != len(secrets):
-        problems.append("two entries share the same key: give every client its own key")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return tuple(keys)
+def parse_api_keys(raw: str) -> tuple[KeyEntry, ...]:
+    """The key file's entries (`pgmcp.keys`): hashed keys with scopes and expiry, or plain `name:key` lines.
+    Problems name the line, never the key."""
+    return parse_entries(raw, frozenset(TOOLS))
+
+
+def _public_url(raw: str) -> str:
+    """`https://host[:port]` (http only for a loopback host): where clients reach the endpoint."""
+    value = raw.strip().rstrip("/")
+    if not value:
+        return ""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query:
+        raise ValueError(
+            "not scheme://host[:port] (no path: the endpoint is <url>/mcp)\nhint: e.g. https://mcp.example.com"
+        )
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        raise ValueError(
+            "a public URL must be https: tokens and keys would cross the network in clear text\n"
+            "hint: put the TLS front door in front (`make up PROFILE=tls`) and write https://"
+        )
+    return value.lower()
+
+
+def _issuer(raw: str) -> str:
+    """An authorization server's issuer identifier: https, or http on a loopback host (tests, development)."""
+    value = raw.strip()
+    if not value:
+        return ""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ValueError("not an issuer URL (scheme://host[:port][/path])\nhint: e.g. https://login.example.com")
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        raise ValueError("must be https (a JWKS fetched in clear text could be replaced on the way)")
+    return value
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    items = _csv(raw)
+    bad = [item for item in items if item not in OAUTH_ALGORITHMS]
+    if bad:
+        raise ValueError(
+            f"not an accepted signing algorithm: {', '.join(bad)} (accepted: {', '.join(OAUTH_ALGORITHMS)}; "
+            "never none, never HS* with a public key)"
+        )
+    if not items:
+        raise ValueError("must name at least one algorithm")
+    return items
 
 
 def _hosts(raw: str) -> tuple[str, ...]:
@@ -619,9 +656,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "MCP_API_KEYS",
         "api_keys",
-        Text(parse_api_keys, "`name:key` lines"),
-        "bearer keys for HTTP, `name:key` per line (`#` comments allowed); prefer `MCP_API_KEYS_FILE`. "
-        "Required for HTTP, unused by `--stdio`",
+        Text(parse_api_keys, "key file lines"),
+        "bearer keys for HTTP, one per line: `name:sha256:<digest>` with optional `tools=`, `max_rows=`, "
+        "`expires=` (`make api-key` writes them), or `name:key`; prefer `MCP_API_KEYS_FILE`, which is read again "
+        "when it changes. HTTP needs keys or `MCP_OAUTH_ISSUER`; unused by `--stdio`",
         compose="stack",
         secret=True,
         file_variant=True,
@@ -646,6 +684,42 @@ VARIABLES: tuple[Variable, ...] = (
         Text(_origins, "origins, comma-separated"),
         "accepted browser `Origin` headers, comma-separated; without `:port` any port (else 403). "
         "Requests without an Origin (non-browser clients) are accepted",
+    ),
+    Variable(
+        "MCP_PUBLIC_URL",
+        "public_url",
+        Text(_public_url, "https://host[:port]"),
+        "where clients reach the server (the TLS front door's address): its host and origin are accepted, and "
+        "`<url>/mcp` is the OAuth resource identifier",
+        default_doc="(none: loopback only)",
+    ),
+    Variable(
+        "MCP_OAUTH_ISSUER",
+        "oauth_issuer",
+        Text(_issuer, "an issuer URL"),
+        "accept OAuth 2.1 access tokens (JWT) from this authorization server, next to API keys; needs `MCP_PUBLIC_URL`",
+        default_doc="(none: API keys only)",
+    ),
+    Variable(
+        "MCP_OAUTH_JWKS_URL",
+        "oauth_jwks_url",
+        Text(_issuer, "a URL"),
+        "the issuer's signing keys (JWKS); by default the `jwks_uri` of its metadata "
+        "(`/.well-known/oauth-authorization-server`, else `openid-configuration`)",
+        default_doc="(from the issuer's metadata)",
+    ),
+    Variable(
+        "MCP_OAUTH_AUDIENCE",
+        "oauth_audience",
+        Text(str.strip, "a string"),
+        "the `aud` a token must carry (RFC 8707: the resource it was issued for)",
+        default_doc="(`MCP_PUBLIC_URL`/mcp)",
+    ),
+    Variable(
+        "MCP_OAUTH_ALGORITHMS",
+        "oauth_algorithms",
+        Text(_algorithms, "algorithms, comma-separated"),
+        "token signing algorithms accepted (asymmetric only)",
     ),
     Variable("MCP_MAX_ROWS", "max_rows", Whole(1, 10_000), "most rows a `query` returns; a model may ask fewer"),
     Variable(
@@ -1003,6 +1077,14 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
             f"MCP_LOCK_TIMEOUT={duration(values['lock_timeout_ms'])} is above MCP_STATEMENT_TIMEOUT="
             f"{duration(values['statement_timeout_ms'])}: it would never fire\nhint: lower it"
         )
+    if values["oauth_issuer"] and not values["public_url"]:
+        problems.append(
+            "MCP_OAUTH_ISSUER needs MCP_PUBLIC_URL: the resource identifier tokens are issued for, and the address "
+            "of the metadata a 401 points clients at\nhint: set MCP_PUBLIC_URL=https://<the address clients use>"
+        )
+    for name in ("oauth_jwks_url", "oauth_audience"):
+        if values[name] and not values["oauth_issuer"]:
+            problems.append(f"MCP_{name.upper()} is set but MCP_OAUTH_ISSUER is not\nhint: set both, or neither")
     if values["max_cell_bytes"] > values["max_bytes"]:
         problems.append(
             f"MCP_MAX_CELL_BYTES={show_bytes(values['max_cell_bytes'])} is above MCP_MAX_BYTES="
@@ -1016,7 +1098,6 @@ __all__ = [
     "CLIENT_VARIABLES",
     "URL",
     "VARIABLES",
-    "ApiKey",
     "Flag",
     "Kind",
     "OneOf",

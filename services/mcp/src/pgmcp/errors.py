@@ -88,6 +88,12 @@ class CallError(PgMcpError):
         super().__init__(message)
 
 
+class Forbidden(CallError):
+    """The caller's API key or access token does not allow this tool."""
+
+    kind = "forbidden"
+
+
 class InvalidArgument(CallError):
     """An argument is out of range or names something that does not exist (schema, table)."""
 

@@ -2,22 +2,21 @@
 
 1. `HostOriginGuard`: `Host` must be allow-listed (else 421), a browser `Origin` too (else 403); answers CORS
    preflights for allowed origins. Applies to every path, whatever address the server is bound to.
-2. `ApiKeyAuth`: `Authorization: Bearer <key>` on `/mcp`, compared in constant time with every configured key;
-   401 with `WWW-Authenticate` otherwise. The key's name goes to the audit log (`pgmcp.service.CALLER`).
+2. `Authenticate`: `Authorization: Bearer <API key or access token>` on `/mcp` (`pgmcp.keys`, `pgmcp.oauth`);
+   401 with `WWW-Authenticate` and the reason otherwise. The caller's identity is in `pgmcp.identity.CALLER`.
 3. `StatelessOnly`: the endpoint is stateless, so it offers no server-to-client SSE stream: GET (and DELETE) on
    `/mcp` get 405 with `Allow: POST`, as the transport spec allows, instead of a stream that never carries
    anything and holds a connection (and a concurrency slot) forever.
 4. `KeyConcurrencyLimit`: at most `MCP_MAX_CONCURRENCY_PER_KEY` requests in flight per key, else 429 with
    `Retry-After`. A request counts from the moment its headers are in, so a slow upload holds a slot too.
 5. `BodyLimit`: bodies larger than `MCP_MAX_REQUEST_BYTES` get 413 before anything parses them.
+6. `ToolScopes`: 403 for a `tools/call` of a tool the caller's key or token does not allow.
 
 Rejections are small JSON-RPC error bodies (id null) that say what to fix. Non-HTTP scopes pass through.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections import deque
@@ -26,8 +25,9 @@ from collections.abc import Callable, Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgmcp.config import ApiKey
-from pgmcp.service import CALLER
+from pgmcp.identity import CALLER, SCOPE_READ, TOOLS, Identity, scope_for
+from pgmcp.keys import KeyStore
+from pgmcp.oauth import TokenRefused, Verifier, looks_like_jwt
 from pgmcp.workers import WorkerSlot
 
 logger = logging.getLogger(__name__)
@@ -185,55 +185,153 @@ def _lowercase_host(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     return (name, value.lower()) if name in (b"host", b"origin") else (name, value)
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8")).digest()
+def bearer_challenge(
+    metadata_url: str | None, error: str | None = None, description: str | None = None, scope: str | None = None
+) -> str:
+    """A `WWW-Authenticate` value (RFC 6750), with RFC 9728's `resource_metadata` when OAuth is on."""
+    parts = [f'resource_metadata="{metadata_url}"'] if metadata_url else ['realm="pgmcp"']
+    if error:
+        parts.append(f'error="{error}"')
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if error and description:
+        parts.append('error_description="' + description.replace("\\", "").replace('"', "'") + '"')
+    return ("Bearer " + ", ".join(parts)).encode("ascii", "replace").decode("ascii")
 
 
-class ApiKeyAuth:
-    """Bearer keys on `/mcp`; every key is compared (in constant time) so timing says nothing about which matched."""
+class Authenticate:
+    """Bearer credentials on `/mcp`: an API key (`pgmcp.keys`, constant-time against every key) or, with
+    `MCP_OAUTH_ISSUER`, a JWT access token (`pgmcp.oauth`). 401 with `WWW-Authenticate` (pointing at the
+    protected resource metadata when OAuth is on) and the reason otherwise: missing, unknown, revoked, expired,
+    invalid; 403 `insufficient_scope` for a token without any of this server's scopes. The caller's `Identity`
+    is in `CALLER` while the request is served."""
 
-    def __init__(self, app: ASGIApp, *, keys: Iterable[ApiKey], on_reject: Reject) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyStore | None,
+        verifier: Verifier | None = None,
+        metadata_url: str | None = None,
+        on_reject: Reject,
+        on_identified: Callable[[Identity], None] | None = None,
+    ) -> None:
+        if keys is None and verifier is None:
+            raise ValueError("no API keys and no OAuth issuer: set MCP_API_KEYS_FILE or MCP_OAUTH_ISSUER")
         self.app = app
-        self._keys = [(key.name, _digest(key.secret)) for key in keys]
-        if not self._keys:
-            raise ValueError("no API keys configured: set MCP_API_KEYS_FILE (one `name:key` per line)")
+        self._keys = keys
+        self._verifier = verifier
+        self._metadata_url = metadata_url
         self._on_reject = on_reject
+        self._on_identified = on_identified or (lambda identity: None)
 
-    def identify(self, authorization: str | None) -> str | None:
-        """The name of the key presented in an `Authorization` header, or None."""
+    def challenge(self, error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
+        return bearer_challenge(self._metadata_url, error, description, scope)
+
+    async def identify(self, authorization: str | None) -> Identity:
+        """The caller an `Authorization` header authenticates, or `TokenRefused`."""
+        how = "an API key" + (" or an OAuth access token" if self._verifier else "")
         if authorization is None:
-            return None
+            if self._verifier is None:
+                raise TokenRefused(
+                    401, "", "missing API key: send `Authorization: Bearer <key>` (ask the operator for a key)"
+                )
+            raise TokenRefused(401, "", f"missing credentials: send `Authorization: Bearer <{how}>`")
         scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        presented = _digest(token.strip())
-        found: str | None = None
-        for name, digest in self._keys:
-            if hmac.compare_digest(presented, digest):
-                found = name
-        return found
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise TokenRefused(401, "invalid_request", f"the Authorization header must be `Bearer <{how}>`")
+        if self._verifier is not None and (self._keys is None or looks_like_jwt(token)):
+            return await self._verifier.verify(token)
+        assert self._keys is not None
+        found = self._keys.identify(token)
+        if found.entry is None:
+            raise TokenRefused(
+                401, "invalid_token", "unknown API key: check the key, or ask the operator for a new one"
+            )
+        if found.refusal is not None:
+            raise TokenRefused(401, "invalid_token", f"{found.refusal}: ask the operator for a new key")
+        return found.entry.identity()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _is_mcp_path(scope["path"]) or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
-        name = self.identify(authorization)
-        if name is None:
-            self._on_reject("unauthorized")
-            if authorization is None:
-                challenge = 'Bearer realm="pgmcp"'
-                message = "missing API key: send `Authorization: Bearer <key>` (ask the operator for a key)"
-            else:
-                challenge = 'Bearer realm="pgmcp", error="invalid_token", error_description="unknown API key"'
-                message = "invalid API key: check the key, or ask the operator for a new one"
-            await send_error(send, 401, message, [("www-authenticate", challenge)])
+        try:
+            identity = await self.identify(Headers(scope=scope).get("authorization"))
+        except TokenRefused as refused:
+            self._on_reject("forbidden" if refused.status == 403 else "unauthorized")
+            headers = [("www-authenticate", self.challenge(refused.error, refused.description, refused.scope))]
+            if refused.status == 503:
+                headers = [("retry-after", "30")]
+            await send_error(send, refused.status, refused.description, headers)
             return
-        token = CALLER.set(name)
+        self._on_identified(identity)
+        token = CALLER.set(identity)
         try:
             await self.app(scope, receive, send)
         finally:
             CALLER.reset(token)
+
+
+class ToolScopes:
+    """403 for a `tools/call` of a tool the caller's key or token does not allow, before the call reaches the
+    SDK (`insufficient_scope` with the scope it needs, for a token). Needs the body buffered (`BodyLimit`
+    outside it); a body that is not a JSON object passes on, for the SDK to refuse."""
+
+    def __init__(self, app: ASGIApp, *, metadata_url: str | None, on_reject: Reject) -> None:
+        self.app = app
+        self._metadata_url = metadata_url
+        self._on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        identity = CALLER.get()
+        if scope["type"] != "http" or identity is None or identity.tools is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        messages: deque[Message] = deque()
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        tool = _called_tool(body)
+        if tool is not None and not identity.allows(tool):
+            self._on_reject("forbidden")
+            if identity.kind == "oauth":
+                needed = scope_for(tool) if tool in TOOLS else SCOPE_READ
+                description = f"the access token lacks the scope {needed} that the tool {tool} needs"
+                header = bearer_challenge(self._metadata_url, "insufficient_scope", description, needed)
+            else:
+                allowed = ", ".join(sorted(identity.tools))
+                description = f"the API key {identity.name!r} may not call {tool} (it may call: {allowed})"
+                header = bearer_challenge(self._metadata_url, "insufficient_scope", description)
+            await send_error(send, 403, description, [("www-authenticate", header)])
+            return
+
+        async def replay() -> Message:
+            return messages.popleft() if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _called_tool(body: bytes) -> str | None:
+    """The tool a JSON-RPC `tools/call` body names, else None."""
+    if b"tools/call" not in body:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    params = message.get("params")
+    name = params.get("name") if isinstance(params, dict) else None
+    return name if isinstance(name, str) else None
 
 
 class StatelessOnly:
@@ -319,7 +417,7 @@ class BodyLimit:
 
 
 class InFlight:
-    """The calls each key has in flight in this process, for `KeyConcurrencyLimit`. `pgmcp.workers.Shared` does
+    """The calls each caller has in flight in this process, for `KeyConcurrencyLimit`. `pgmcp.workers.Shared` does
     the same for all the workers of a server (`take(key)` and `give(key)` through a `WorkerSlot`)."""
 
     def __init__(self, limit: int) -> None:
@@ -380,16 +478,18 @@ class KeyConcurrencyLimit:
         self._on_change = on_change or (lambda key, delta: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = CALLER.get()
-        if scope["type"] != "http" or key is None:
+        identity = CALLER.get()
+        if scope["type"] != "http" or identity is None:
             await self.app(scope, receive, send)
             return
+        key = identity.name
         if self._in_flight.take(key) is None:
             self._on_reject("too_many_requests")
             await send_error(
                 send,
                 429,
-                f"too many concurrent requests for key {key!r} (limit {self._limit}): wait for answers before "
+                f"too many concurrent requests for {'key ' if identity.kind == 'key' else ''}{key!r} "
+                f"(limit {self._limit}): wait for answers before "
                 f"sending more, retry after {RETRY_AFTER_S} s",
                 [("retry-after", str(RETRY_AFTER_S))],
             )
@@ -423,12 +523,14 @@ def _is_mcp_path(path: str) -> bool:
 
 __all__ = [
     "MCP_PATH",
-    "ApiKeyAuth",
+    "Authenticate",
     "BodyLimit",
     "HostOriginGuard",
     "InFlight",
     "KeyConcurrencyLimit",
     "SharedInFlight",
     "StatelessOnly",
+    "ToolScopes",
+    "bearer_challenge",
     "send_error",
 ]

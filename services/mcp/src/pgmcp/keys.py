@@ -22,10 +22,13 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pgmcp.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,15 @@ class KeyEntry:
     created: datetime | None = None
     revoked: datetime | None = None
 
+    @classmethod
+    def from_secret(cls, name: str, secret: str, **attributes: object) -> KeyEntry:
+        """The entry of a key whose secret is known (tests, hand-written `name:key` lines)."""
+        return cls(name, digest(secret), **attributes)  # type: ignore[arg-type]
+
+    def identity(self) -> Identity:
+        """What a request authenticated with this key may do."""
+        return Identity(self.name, "key", tools=self.tools, max_rows=self.max_rows)
+
     def refusal(self, now: datetime) -> str | None:
         """Why this key is refused now (revoked or expired, with when), or None when it is valid."""
         if self.revoked is not None:
@@ -79,9 +91,6 @@ class KeyEntry:
         if self.expires is not None and now >= self.expires:
             return f"API key {self.name!r} expired at {_iso(self.expires)}"
         return None
-
-    def allows_tool(self, tool: str) -> bool:
-        return self.tools is None or tool in self.tools
 
     def line(self) -> str:
         """The entry as the key file holds it."""
@@ -134,32 +143,37 @@ def _parse_attributes(
 def parse_entries(raw: str, known_tools: frozenset[str] | None = None) -> tuple[KeyEntry, ...]:
     """Every key of a key file's text; ValueError naming each bad line (never a key or a digest)."""
     entries: list[KeyEntry] = []
-    plain: list[str] = []
     problems: list[str] = []
     for number, line in enumerate(raw.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         head, *words = stripped.split()
-        name, separator, rest = head.partition(":")
+        name, _, rest = head.partition(":")
         scheme, _, hexdigest = rest.partition(":")
-        if not separator or not rest:
-            problems.append(f"line {number}: an entry is not `name:key` or `name:sha256:<digest>`")
-        elif not _NAME.match(name):
-            problems.append(f"line {number}: key name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
-        elif scheme == DIGEST_SCHEME and _HEX_DIGEST.match(hexdigest):
+        if scheme == DIGEST_SCHEME and _HEX_DIGEST.match(hexdigest) and _NAME.match(name):
             attributes = _parse_attributes(name, number, words, known_tools, problems)
             entries.append(KeyEntry(name, hexdigest, **attributes))  # type: ignore[arg-type]
-        elif words:
-            problems.append(f"line {number} ({name}): a plain `name:key` entry takes no attributes")
-        elif len(rest) < _MIN_PLAIN_LENGTH:
-            problems.append(
-                f"line {number} ({name}): the key is shorter than {_MIN_PLAIN_LENGTH} characters: "
-                "create one with `make api-key NAME=...`"
-            )
-        else:
-            entries.append(KeyEntry(name, digest(rest)))
-            plain.append(name)
+            continue
+        # plain `name:key` entries, several to a line when comma-separated (the format before hashed keys)
+        for part in filter(None, (item.strip() for item in stripped.split(","))):
+            name, separator, secret = part.partition(":")
+            name, secret = name.strip(), secret.strip()
+            if not separator or not secret:
+                problems.append(f"line {number}: an entry is not `name:key` or `name:sha256:<digest>`")
+            elif not _NAME.match(name):
+                problems.append(f"line {number}: key name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+            elif secret.startswith(f"{DIGEST_SCHEME}:"):
+                problems.append(f"line {number} ({name}): the digest is not 64 lowercase hex digits")
+            elif any(character.isspace() for character in secret):
+                problems.append(f"line {number} ({name}): a plain `name:key` entry takes no attributes")
+            elif len(secret) < _MIN_PLAIN_LENGTH:
+                problems.append(
+                    f"line {number} ({name}): the key is shorter than {_MIN_PLAIN_LENGTH} characters: "
+                    "create one with `make api-key NAME=...`"
+                )
+            else:
+                entries.append(KeyEntry(name, digest(secret)))
     names = [entry.name for entry in entries]
     problems += [f"key name {n!r} appears more than once" for n in sorted({n for n in names if names.count(n) > 1})]
     digests = [entry.sha256 for entry in entries]
@@ -192,33 +206,46 @@ def identify(entries: Sequence[KeyEntry], token: str, now: datetime) -> Identifi
 
 
 class KeyStore:
-    """The key file, read again when its size, modification time or inode changes (checked at most every
-    `RELOAD_CHECK_S`). A file that no longer parses, or holds no key, is refused with an error in the log and
-    the keys already loaded stay in force: a half-written file never locks everybody out."""
+    """The keys in force. With a `path` (`MCP_API_KEYS_FILE`), the file is read again when its size,
+    modification time or inode changes (checked at most every `RELOAD_CHECK_S`, by the request that comes
+    then). A file that no longer parses, or holds no key, is refused with an error in the log and the keys
+    already loaded stay in force: a half-written file never locks everybody out. Calls in flight keep the
+    identity they started with."""
 
-    def __init__(self, path: Path, *, known_tools: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        entries: Sequence[KeyEntry] = (),
+        *,
+        path: Path | None = None,
+        known_tools: frozenset[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._known_tools = known_tools
+        self._clock = clock
         self._signature: tuple[int, int, int] | None = None
-        self._checked = float("-inf")
-        self.entries = self._read()
+        self._checked = clock()
+        self.entries: tuple[KeyEntry, ...] = self._read() if path is not None else tuple(entries)
 
     def _stat(self) -> tuple[int, int, int]:
+        assert self.path is not None
         status = os.stat(self.path)
         return (status.st_ino, status.st_size, status.st_mtime_ns)
 
     def _read(self) -> tuple[KeyEntry, ...]:
+        assert self.path is not None
         self._signature = self._stat()
         entries = parse_entries(self.path.read_text(encoding="utf-8"), self._known_tools)
         if not entries:
             raise ValueError(f"{self.path} holds no key: create one with `make api-key NAME=...`")
         return entries
 
-    def refresh(self, monotonic_now: float) -> bool:
+    def refresh(self) -> bool:
         """Reload when the file changed; True when new keys are in force."""
-        if monotonic_now - self._checked < RELOAD_CHECK_S:
+        now = self._clock()
+        if self.path is None or now - self._checked < RELOAD_CHECK_S:
             return False
-        self._checked = monotonic_now
+        self._checked = now
         try:
             if self._stat() == self._signature:
                 return False
@@ -231,6 +258,11 @@ class KeyStore:
         logger.info("reloaded the API key file %s: %d keys (%s)", self.path, len(entries),
                     ", ".join(entry.name for entry in entries))  # fmt: skip
         return True
+
+    def identify(self, token: str, now: datetime | None = None) -> Identified:
+        """`identify` against the keys in force (after looking at the file)."""
+        self.refresh()
+        return identify(self.entries, token, now or datetime.now(UTC))
 
 
 # -- the key file, edited by `make api-key`, `make api-keys`, `make api-key-revoke` -------------------------

@@ -92,6 +92,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.key_last_used = Gauge(
+            "pgmcp_api_key_last_used_timestamp_seconds",
+            "when each API key last authenticated a request (Unix time; `make api-keys` shows it)",
+            ["key"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         self.watchdog_cancels = Counter(
             "pgmcp_watchdog_cancels",
             "statements the watchdog had to cancel after the server-side timeout",

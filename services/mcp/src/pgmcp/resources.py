@@ -17,7 +17,7 @@ from mcp.types import Completion, CompletionArgument, CompletionContext, PromptR
 from pgmcp.audit import AuditRecord
 from pgmcp.errors import CallError, InvalidArgument
 from pgmcp.service import Service
-from pgmcp.tools import observed, table_description
+from pgmcp.tools import observed, permitted, table_description
 
 OVERVIEW_URI = "pg://overview"
 TABLE_TEMPLATE = "pg://tables/{schema}/{table}"
@@ -85,10 +85,15 @@ def register(mcp: MCPServer, service: Service) -> None:
         )
 
 
+DISCOVERY = {"resource:overview": "list_tables", "resource:table": "describe_table"}
+"""The tool whose permission a resource needs: it shows what that tool shows."""
+
+
 async def _read(service: Service, name: str, body: Callable[[AuditRecord], Awaitable[str]]) -> str:
     """Run a resource body, observed like a tool call; failures become resource errors with the same text."""
     try:
         async with observed(service, name) as record:
+            permitted(service, DISCOVERY[name])
             return await body(record)
     except InvalidArgument as exc:
         raise ResourceNotFoundError(exc.message) from None

@@ -5,20 +5,17 @@ policy the database read at startup (the guard never reaches into the database, 
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from pgmcp.config import Settings
 from pgmcp.db import Database
 from pgmcp.execute import Executor
+from pgmcp.identity import CALLER, Identity
 from pgmcp.layers import Layers
 from pgmcp.metrics import Metrics
 from pgmcp.schema import SchemaReader
 from pgmcp.verdicts import Verdicts
 from pgmcp.workers import WorkerSlot, pool_share
-
-CALLER: ContextVar[str | None] = ContextVar("pgmcp_caller", default=None)
-"""The API key name of the HTTP request being served, set by `pgmcp.http.ApiKeyAuth` around the request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +68,13 @@ class Service:
         await self.database.close()
 
     def caller(self) -> str:
-        """Who is calling: the API key name over HTTP, else this server's principal (in-process, stdio)."""
-        return CALLER.get() or self.principal
+        """Who is calling: the identity's name over HTTP, else this server's principal (in-process, stdio)."""
+        identity = CALLER.get()
+        return self.principal if identity is None else identity.name
+
+    def identity(self) -> Identity | None:
+        """The HTTP caller's identity (its tools and row limit), None in-process and over stdio."""
+        return CALLER.get()
 
 
-__all__ = ["CALLER", "Service"]
+__all__ = ["Service"]

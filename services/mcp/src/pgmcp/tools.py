@@ -20,8 +20,9 @@ from pydantic import Field
 
 from pgmcp import audit, guard, render
 from pgmcp.audit import AuditRecord
-from pgmcp.errors import CallError, InvalidArgument
+from pgmcp.errors import CallError, Forbidden, InvalidArgument
 from pgmcp.execute import Limits, Outcome
+from pgmcp.identity import scope_for
 from pgmcp.models import (
     ColumnInfo,
     ExplainResult,
@@ -102,6 +103,7 @@ async def call(service: Service, tool: str, body: Callable[[AuditRecord], Awaita
     """Run a tool body, observed; a `CallError` becomes a tool error the model can act on."""
     try:
         async with observed(service, tool) as record:
+            permitted(service, tool)
             return await body(record)
     except CallError as exc:
         return error_result(exc.message)
@@ -111,6 +113,18 @@ async def call(service: Service, tool: str, body: Callable[[AuditRecord], Awaita
             f"internal error in tool {tool}: the server logged the details for its operator. "
             "Retrying the same call will probably fail the same way"
         )
+
+
+def permitted(service: Service, tool: str) -> None:
+    """Refuse a tool the caller's key or token does not allow. `pgmcp.http.ToolScopes` answers such a call with
+    403 before it gets here; this is the same rule where the tool runs."""
+    identity = service.identity()
+    if identity is None or identity.allows(tool):
+        return
+    if identity.kind == "oauth":
+        raise Forbidden(f"the access token lacks the scope {scope_for(tool)} that the tool {tool} needs")
+    allowed = ", ".join(sorted(identity.tools or ()))
+    raise Forbidden(f"the API key {identity.name!r} may not call {tool} (it may call: {allowed})")
 
 
 def error_result(message: str) -> CallToolResult:
@@ -331,7 +345,9 @@ def register(mcp: MCPServer, service: Service) -> None:
         async def body(record: AuditRecord) -> CallToolResult:
             record.params = len(params or [])
             validated = validate(service, sql, params, record)
-            limits = service.executor.limits(max_rows)
+            identity = service.identity()
+            caps = [cap for cap in (max_rows, identity.max_rows if identity else None) if cap is not None]
+            limits = service.executor.limits(min(caps) if caps else None)
             outcome = await service.executor.run(validated.sql, params, limits)
             result, structured = query_result(outcome, limits)
             record.rows, record.bytes = result.row_count, result.bytes
@@ -402,4 +418,4 @@ def explain_result(plan: Any, *, analyzed: bool) -> ExplainResult:
     )
 
 
-__all__ = ["MAX_PARAMS", "MAX_SQL_CHARS", "call", "error_result", "observed", "register"]
+__all__ = ["MAX_PARAMS", "MAX_SQL_CHARS", "call", "error_result", "observed", "permitted", "register"]

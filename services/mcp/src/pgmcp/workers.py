@@ -15,8 +15,8 @@ request handling, which one event loop runs one at a time. So `python -m pgmcp` 
    workers keep dying (`MAX_RESTARTS` within `RESTART_WINDOW_S`), exiting with the last worker's status;
 4. on SIGTERM or SIGINT it passes the signal on, waits for the workers' graceful shutdown, and exits 0.
 
-What the workers share lives in `Shared`, made before the fork: the calls each worker has in flight per API
-key (so `MCP_MAX_CONCURRENCY_PER_KEY` holds for the server as a whole, not per worker) and whether each worker
+What the workers share lives in `Shared`, made before the fork: the calls each worker has in flight per caller
+(so `MCP_MAX_CONCURRENCY_PER_KEY` holds for the server as a whole, not per worker) and whether each worker
 serves (so `/readyz` answers for the container). `/metrics` adds up every worker's counters through
 prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, a private directory set before the library
 is imported). Log lines carry the worker's number. With one worker none of this runs: the server is the
@@ -25,6 +25,7 @@ process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CALLERS_IN_FLIGHT = 4096
+"""Distinct callers (keys, OAuth identities) a server holds calls in flight for at once."""
+_DIGEST = 32
+_FREE = bytes(_DIGEST)
+_FREE_LIST = [0] * _DIGEST
 
 
 def container_cpus() -> int:
@@ -75,34 +81,77 @@ def pool_share(total: int, workers: int, index: int) -> int:
 
 
 class Shared:
-    """What the workers of one server share, in memory made before the fork (a lock and two arrays)."""
+    """What the workers of one server share, in memory made before the fork: a lock, whether each worker serves,
+    and the calls in flight per caller and worker.
 
-    def __init__(self, workers: int, keys: Sequence[str]) -> None:
+    Callers are not known in advance (keys are added while the server runs, OAuth subjects are many), so the
+    in-flight table has `capacity` rows, each the SHA-256 of a caller's name (all zero: free) and one count per
+    worker. A caller takes a row while it has calls in flight and gives it back when its last call ends; a
+    server with `capacity` distinct callers in flight at once refuses the next one (`take` returns None)."""
+
+    def __init__(self, workers: int, capacity: int = CALLERS_IN_FLIGHT) -> None:
         context = multiprocessing.get_context("fork")
         self.workers = workers
-        self._keys = {name: index for index, name in enumerate(keys)}
+        self.capacity = capacity
         self._lock = context.Lock()
-        self._in_flight = context.RawArray("i", workers * max(1, len(self._keys)))
+        self._names = context.RawArray("B", capacity * _DIGEST)
+        self._in_flight = context.RawArray("i", capacity * workers)
         self._serving = context.RawArray("b", workers)
 
-    def _slot(self, worker: int, key: str) -> int:
-        return worker * max(1, len(self._keys)) + self._keys[key]
+    def _row(self, name: bytes, *, claim: bool) -> int | None:
+        """The row of caller `name` (a digest), or with `claim` a free row made its own; None when neither."""
+        names = memoryview(self._names).tobytes()
+        start = 0
+        while (found := names.find(name, start)) != -1:
+            if found % _DIGEST == 0:
+                return found // _DIGEST
+            start = found + 1
+        if not claim:
+            return None
+        start = 0
+        while (free := names.find(_FREE, start)) != -1:
+            if free % _DIGEST == 0:
+                row = free // _DIGEST
+                self._names[free : free + _DIGEST] = name
+                return row
+            start = free + 1
+        return None
 
-    def take(self, worker: int, key: str, limit: int) -> int | None:
-        """One more call of `key` in flight on `worker`, unless the server has `limit` already: the new total,
-        or None."""
+    def _total(self, row: int) -> int:
+        base = row * self.workers
+        return int(sum(self._in_flight[base : base + self.workers]))
+
+    def take(self, worker: int, caller: str, limit: int) -> int | None:
+        """One more call of `caller` in flight on `worker`, unless the server has `limit` already (or the table
+        is full): the new total, or None."""
+        name = _caller_digest(caller)
         with self._lock:
-            total = int(sum(self._in_flight[self._slot(other, key)] for other in range(self.workers)))
+            row = self._row(name, claim=True)
+            if row is None:
+                logger.error("more than %d callers have calls in flight at once: refusing one", self.capacity)
+                return None
+            total = self._total(row)
             if total >= limit:
                 return None
-            self._in_flight[self._slot(worker, key)] += 1
+            self._in_flight[row * self.workers + worker] += 1
             return total + 1
 
-    def give(self, worker: int, key: str) -> int:
-        """One call of `key` on `worker` ended: the server's new total."""
+    def give(self, worker: int, caller: str) -> int:
+        """One call of `caller` on `worker` ended: the server's new total (at 0 the row is free again)."""
+        name = _caller_digest(caller)
         with self._lock:
-            self._in_flight[self._slot(worker, key)] -= 1
-            return int(sum(self._in_flight[self._slot(other, key)] for other in range(self.workers)))
+            row = self._row(name, claim=False)
+            if row is None:
+                return 0  # its worker died and was forgotten meanwhile
+            index = row * self.workers + worker
+            self._in_flight[index] = max(0, self._in_flight[index] - 1)
+            total = self._total(row)
+            if total == 0:
+                self._release(row)
+            return total
+
+    def _release(self, row: int) -> None:
+        self._names[row * _DIGEST : (row + 1) * _DIGEST] = _FREE
 
     def set_serving(self, worker: int, serving: bool) -> None:
         self._serving[worker] = 1 if serving else 0
@@ -114,9 +163,15 @@ class Shared:
     def forget(self, worker: int) -> None:
         """A worker died: what it had in flight is gone, and it does not serve."""
         with self._lock:
-            for key in self._keys:
-                self._in_flight[self._slot(worker, key)] = 0
+            for row in range(self.capacity):
+                self._in_flight[row * self.workers + worker] = 0
+                if self._names[row * _DIGEST : (row + 1) * _DIGEST] != _FREE_LIST and self._total(row) == 0:
+                    self._release(row)
             self._serving[worker] = 0
+
+
+def _caller_digest(caller: str) -> bytes:
+    return hashlib.sha256(caller.encode("utf-8")).digest()
 
 
 @dataclass(frozen=True, slots=True)
