@@ -20,11 +20,16 @@ CA ?=
 # external: where your own PostgreSQL is (a libpq URI without user or password), and the role make restore uses there
 URL ?=
 ADMIN_USER ?= postgres
+# api-key: the new key's name, what it may call (tools or OAuth scopes), a lower row limit, when it expires
+NAME ?=
+SCOPES ?=
+MAX_ROWS ?=
+EXPIRES ?=
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill rotate-password reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -50,6 +55,15 @@ clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the ques
 
 rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)
+
+api-key: venv ## create an API key NAME=<name> [SCOPES=query,explain|pg:read] [MAX_ROWS=n] [EXPIRES=2027-01-31|90d]; prints it once, keeps its hash
+	SCOPES="$(SCOPES)" MAX_ROWS="$(MAX_ROWS)" EXPIRES="$(EXPIRES)" ops/api-keys.sh create "$(NAME)"
+
+api-keys: venv ## list the API keys: name, state, tools, row limit, expiry, creation, last use
+	ops/api-keys.sh list
+
+api-key-revoke: venv ## revoke the API key NAME=<name>: its requests get 401 saying so, no restart
+	ops/api-keys.sh revoke "$(NAME)"
 
 # ADMIN_URL may hold a password: make exports it to the command's environment, never to its argv
 reader-role: venv ## create the MCP reader and backup roles on your own database: ADMIN_URL=<libpq URI> [FORCE=1] [SCHEMAS=a,b]

@@ -1,7 +1,7 @@
 """The one entry point: `python -m pgmcp` (HTTP), `python -m pgmcp --stdio`, `python -m pgmcp healthcheck`,
 `python -m pgmcp settings [--markdown | --compose | --update FILE...]` (the settings and their generated blocks),
 `python -m pgmcp reader-role [--force] [--schemas A,B]` (create the reader and backup roles on your database:
-`pgmcp.reader_role`).
+`pgmcp.reader_role`), `python -m pgmcp api-key create|list|revoke` (the key file: `pgmcp.key_admin`).
 
 Exit status (`pgmcp.errors.ExitCode`, the same table as pgbackup's, docs/conventions.md): 0 after a clean
 shutdown, 2 usage, 3 invalid configuration, 4 startup refused (role audit), 5 database unreachable at startup,
@@ -209,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgmcp import reader_role
 
         return reader_role.main(arguments[1:], os.environ)
+    if arguments[:1] == ["api-key"]:
+        from pgmcp import key_admin
+
+        return key_admin.main(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     if args.command == "config-table":
