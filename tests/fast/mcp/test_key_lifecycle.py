@@ -11,9 +11,10 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,10 +53,12 @@ def make(server: McpServerProcess, *args: str, **env: str) -> subprocess.Complet
     )
 
 
-def call(server: McpServerProcess, secret: str, tool: str, arguments: dict[str, object]) -> tuple[int, dict, dict]:  # type: ignore[type-arg]
+def call(
+    server: McpServerProcess, secret: str, tool: str, arguments: Mapping[str, object]
+) -> tuple[int, dict[str, str], Any]:
     status, headers, body = post(
         server,
-        rpc("tools/call", {"name": tool, "arguments": arguments}),
+        rpc("tools/call", {"name": tool, "arguments": dict(arguments)}),
         key=None,
         headers={"Authorization": f"Bearer {secret}"},
     )
@@ -94,10 +97,10 @@ def test_a_created_key_works_at_once_within_its_scopes_and_a_revoked_one_is_told
         assert 'error="insufficient_scope"' in headers["www-authenticate"]
 
     # resources show what the discovery tools show: refused to this key too (where the resource is read)
-    status, _, body = post(
+    status, _, raw = post(
         server, rpc("resources/read", {"uri": "pg://overview"}), key=None, headers={"Authorization": f"Bearer {secret}"}
     )
-    assert json.loads(body)["error"]["message"] == "the API key 'carol' may not call list_tables (it may call: query)"
+    assert json.loads(raw)["error"]["message"] == "the API key 'carol' may not call list_tables (it may call: query)"
 
     listed = make(server, "list")
     assert listed.returncode == 0, listed.stderr
