@@ -4,6 +4,8 @@
 # The system Node (20 on Debian 12) is too old for @modelcontextprotocol/conformance (it needs fs.globSync).
 #
 # usage: ops/node.sh            Node 22 and the conformance suite
+#        ops/node.sh oidc       also the OpenID provider the OAuth tests start (tests/oidc/package-lock.json: oidc-provider),
+#                               with `npm ci` into .state/oidc; prints its directory as the second line
 #        ops/node.sh clients    also the MCP clients the READMEs document (tests/clients/package-lock.json: Claude
 #                               Code, the MCP Inspector, mcp-remote), with `npm ci` into .state/clients; skipped
 #                               while the installed tree matches the lock file
@@ -24,6 +26,8 @@ CONFORMANCE_VERSION="0.1.16"        # @modelcontextprotocol/conformance
 NODE_DIR="$OPS_STATE_DIR/node"
 CLIENTS_MANIFEST_DIR="$OPS_ROOT/tests/clients" # package.json + package-lock.json: the pinned clients
 CLIENTS_DIR="$OPS_STATE_DIR/clients"
+OIDC_MANIFEST_DIR="$OPS_ROOT/tests/oidc" # package.json + package-lock.json: the OpenID provider the OAuth tests run
+OIDC_DIR="$OPS_STATE_DIR/oidc"
 
 # usage: node_bin_dir
 # The directory that holds the pinned `node` binary once installed.
@@ -102,9 +106,29 @@ node_clients_install() {
 	printf '%s\n' "$stamp" >"$CLIENTS_DIR/.installed"
 }
 
+# usage: node_oidc_install
+# Installs the pinned OpenID provider (oidc-provider, tests/oidc/package-lock.json) with npm ci into $OIDC_DIR,
+# unless that tree is already current.
+node_oidc_install() {
+	local stamp
+	stamp="$(sha256sum "$OIDC_MANIFEST_DIR/package-lock.json" | cut -d ' ' -f 1)"
+	if [[ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" && "$(cat "$OIDC_DIR/.installed" 2>/dev/null)" == "$stamp" ]]; then
+		return 0
+	fi
+	ops_step "installing the OpenID provider (oidc-provider, tests/oidc/package-lock.json) into $OIDC_DIR (npm ci)"
+	rm -rf "$OIDC_DIR"
+	mkdir -p "$OIDC_DIR"
+	cp "$OIDC_MANIFEST_DIR/package.json" "$OIDC_MANIFEST_DIR/package-lock.json" "$OIDC_DIR/"
+	local log="$OPS_STATE_DIR/logs/oidc-npm-ci.log"
+	ops_run_with_progress '^(added|npm (warn|error))' "$log" node_npm ci --prefix "$OIDC_DIR" \
+		|| ops_die "unable to install oidc-provider from $OIDC_MANIFEST_DIR/package-lock.json" \
+			"hint: check that the npm registry is reachable (npm ping); npm's output is in $log"
+	printf '%s\n' "$stamp" >"$OIDC_DIR/.installed"
+}
+
 node_main() {
 	local mode="${1:-}"
-	[[ -z "$mode" || "$mode" == clients ]] || ops_die "unknown argument: $mode" "hint: ops/node.sh [clients]"
+	[[ -z "$mode" || "$mode" == clients || "$mode" == oidc ]] || ops_die "unknown argument: $mode" "hint: ops/node.sh [clients|oidc]"
 	command -v "${NPM:-npm}" >/dev/null 2>&1 \
 		|| ops_die "npm is not installed" "hint: apt-get install npm (any version: it only bootstraps the pinned Node)"
 	mkdir -p "$NODE_DIR"
@@ -131,6 +155,10 @@ node_main() {
 	if [[ "$mode" == clients ]]; then
 		node_clients_install
 		printf '%s\n' "$CLIENTS_DIR"
+	fi
+	if [[ "$mode" == oidc ]]; then
+		node_oidc_install
+		printf '%s\n' "$OIDC_DIR"
 	fi
 }
 

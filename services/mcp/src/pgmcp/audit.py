@@ -1,6 +1,7 @@
 """One structured audit line per tool call, on the `pgmcp.audit` logger.
 
-Fields: `key` (the API key's name, never the key), `tool`, `fingerprint` (pglast's statement fingerprint),
+Fields: `key` (the API key's name, never the key; for an OAuth token `oauth:<client>/<subject>`), `subject` and
+`client_id` (an OAuth token's `sub` and `client_id`), `tool`, `fingerprint` (pglast's statement fingerprint),
 `statement` (the SQL text, cut to `STATEMENT_CHARS`), `params` (how many bound parameters, never their values),
 `rows`, `bytes`, `ms`, `outcome` (`ok` or an error kind), `rule` (the guard rule that rejected the statement),
 `sqlstate`. The record carries them as `record.audit`; the JSON formatter (`pgmcp.logs`) writes them as one line.
@@ -23,6 +24,8 @@ class AuditRecord:
 
     key: str
     tool: str
+    subject: str | None = None
+    client_id: str | None = None
     fingerprint: str | None = None
     statement: str | None = None
     params: int | None = None

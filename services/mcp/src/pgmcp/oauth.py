@@ -98,6 +98,15 @@ class Verifier:
                 f"the access token is signed with alg {alg!r}, which this server does not accept "
                 f"(accepted: {', '.join(self.algorithms)})",
             )
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError as exc:
+            raise TokenRefused(401, "invalid_token", f"the access token is not a readable JWT ({exc})") from None
+        if issuer != self.issuer:
+            # before any key lookup: another issuer's token must not make this server fetch keys again
+            raise TokenRefused(
+                401, "invalid_token", f"the access token was not issued by {self.issuer}, the issuer this server trusts"
+            )
         key = await self._key(header.get("kid"), alg)
         try:
             claims = jwt.decode(

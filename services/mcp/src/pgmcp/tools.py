@@ -76,7 +76,10 @@ Params = Annotated[
 @asynccontextmanager
 async def observed(service: Service, tool: str) -> AsyncIterator[AuditRecord]:
     """Time a tool call or resource read, then write its audit line and metrics, whatever the outcome."""
+    identity = service.identity()
     record = AuditRecord(key=service.caller(), tool=tool)
+    if identity is not None and identity.kind == "oauth":
+        record.subject, record.client_id = identity.subject, identity.client_id
     metrics = service.metrics
     started = time.perf_counter()
     try:

@@ -1,0 +1,271 @@
+"""The OAuth 2.1 resource server against a real OpenID provider (oidc-provider under Node 22, started here):
+tokens from its client credentials grant call tools through the official SDK client, whose own discovery finds
+the provider from the server's 401; the protected resource metadata (RFC 9728); every kind of bad token
+refused with the right status and `WWW-Authenticate`; a rotated JWKS picked up; API keys beside tokens."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from mcp import Client
+from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.auth import OAuthToken, ProtectedResourceMetadata
+
+from devtools.mcp_server import McpServerProcess, start_mcp_process
+from devtools.native_pg import NativePostgres
+from devtools.net import free_port
+from devtools.oidc_provider import Client as OidcClient
+from devtools.oidc_provider import OidcProvider, rsa_jwk
+from pgmcp.oauth import JWKS_REFRESH_MIN_S
+from tests.fast.mcp.raw_http import post, rpc
+
+TEAM = OidcClient("team", "team-secret-" + "x" * 20)
+OTHER_RESOURCE = "https://other.example.com/mcp"
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def provider(port: int) -> Iterator[OidcProvider]:
+    with OidcProvider.start(resources=[f"http://127.0.0.1:{port}/mcp", OTHER_RESOURCE], clients=[TEAM]) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def server(pg: NativePostgres, provider: OidcProvider, port: int) -> Iterator[McpServerProcess]:
+    process = start_mcp_process(
+        pg,
+        keys={"alice": secrets.token_hex(32)},
+        port=port,
+        overrides={
+            "MCP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "MCP_OAUTH_ISSUER": provider.issuer,
+            "MCP_POOL_MIN_SIZE": "1",
+            "MCP_POOL_MAX_SIZE": "4",
+        },
+    )
+    try:
+        yield process
+    finally:
+        process.cleanup()
+
+
+def resource(server: McpServerProcess) -> str:
+    return f"http://127.0.0.1:{server.port}/mcp"
+
+
+def metadata_url(server: McpServerProcess) -> str:
+    return f"http://127.0.0.1:{server.port}/.well-known/oauth-protected-resource/mcp"
+
+
+def bearer(server: McpServerProcess, token: str, tool: str = "list_schemas", **arguments: Any) -> tuple[int, str, Any]:
+    """A tools/call with `token`: the status, the WWW-Authenticate header and the JSON body."""
+    status, headers, body = post(
+        server,
+        rpc("tools/call", {"name": tool, "arguments": arguments}),
+        key=None,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return status, headers.get("www-authenticate", ""), json.loads(body)
+
+
+def claims(provider: OidcProvider, server: McpServerProcess, **changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {"iss": provider.issuer, "sub": "team", "client_id": "team", "aud": resource(server), "iat": now,
+            "exp": now + 300, "scope": "pg:read pg:explain", "jti": secrets.token_hex(8)}  # fmt: skip
+    return {**base, **changes}
+
+
+def signed(provider: OidcProvider, payload: dict[str, Any], *, kid: str | None = None) -> str:
+    """A token signed with the provider's own current key (what only the provider could have signed)."""
+    kid = kid or provider.kid
+    return jwt.encode(payload, provider.private_keys[kid], algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
+
+
+def test_the_protected_resource_metadata_names_the_resource_and_its_authorization_server(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
+        status, headers, body = post(server, b"", key=None, path=path, method="GET")
+        assert status == 200 and headers["content-type"] == "application/json"
+        document = json.loads(body)
+        ProtectedResourceMetadata.model_validate(document)  # the SDK's own model of RFC 9728 section 2
+        assert document["resource"] == resource(server)  # REQUIRED
+        assert document["authorization_servers"] == [provider.issuer]
+        assert document["scopes_supported"] == ["pg:read", "pg:explain"]
+        assert document["bearer_methods_supported"] == ["header"]
+
+
+def test_a_request_without_credentials_points_at_the_metadata(server: McpServerProcess) -> None:
+    status, headers, body = post(server, rpc("tools/list"), key=None)
+    assert (status, headers["www-authenticate"]) == (401, f'Bearer resource_metadata="{metadata_url(server)}"')
+    message = json.loads(body)["error"]["message"]
+    assert message == "missing credentials: send `Authorization: Bearer <an API key or an OAuth access token>`"
+
+
+class MemoryTokens:
+    """The SDK client's token storage, in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: Any = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client = client_info
+
+
+@pytest.mark.anyio
+async def test_the_sdk_client_discovers_the_provider_from_a_401_and_calls_tools_with_its_token(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    storage = MemoryTokens()
+    auth = ClientCredentialsOAuthProvider(
+        server_url=resource(server),
+        storage=storage,
+        client_id=TEAM.client_id,
+        client_secret=TEAM.client_secret,
+        scope="pg:read pg:explain",
+        issuer=provider.issuer,
+    )
+    async with create_mcp_http_client(auth=auth) as http:
+        async with Client(streamable_http_client(resource(server), http_client=http), cache=None) as client:
+            tools = await client.list_tools()
+            assert "query" in [tool.name for tool in tools.tools]
+            result = await client.call_tool("query", {"sql": "SELECT 40 + 2 AS answer"})
+            assert result.structured_content is not None and result.structured_content["rows"] == [[42]]
+            explained = await client.call_tool("explain", {"sql": "SELECT 1"})
+            assert not explained.is_error
+    assert storage.tokens is not None
+    token_claims = jwt.decode(storage.tokens.access_token, options={"verify_signature": False})
+    assert token_claims["aud"] == resource(server) and token_claims["iss"] == provider.issuer  # RFC 8707 resource
+    audit = [json.loads(line) for line in server.log_text().splitlines() if '"oauth:team"' in line]
+    assert any(line.get("subject") == "team" and line.get("client_id") == "team" for line in audit)
+
+
+def test_an_api_key_still_works_beside_oauth(server: McpServerProcess) -> None:
+    status, _, body = bearer(server, server.keys["alice"])
+    assert status == 200 and not body["result"].get("isError"), body
+
+
+def refused(
+    server: McpServerProcess, token: str, status: int, error: str, message: str, *, tool: str = "list_schemas"
+) -> str:
+    got, challenge, body = bearer(server, token, tool, **({"sql": "SELECT 1"} if tool != "list_schemas" else {}))
+    assert got == status, body
+    assert body["error"]["message"].startswith(message), body["error"]["message"]
+    assert challenge.startswith(f'Bearer resource_metadata="{metadata_url(server)}", error="{error}"'), challenge
+    return challenge
+
+
+def test_a_token_for_another_audience_is_refused(server: McpServerProcess, provider: OidcProvider) -> None:
+    token = provider.token("team", resource=OTHER_RESOURCE)
+    refused(server, token, 401, "invalid_token", "the access token was not issued for this server")
+
+
+def test_a_token_of_another_issuer_is_refused(server: McpServerProcess, provider: OidcProvider, port: int) -> None:
+    with OidcProvider.start(resources=[resource(server)], clients=[TEAM]) as other:
+        token = other.token("team", resource=resource(server))
+    refused(server, token, 401, "invalid_token", f"the access token was not issued by {provider.issuer}")
+
+
+def test_an_expired_token_is_refused(server: McpServerProcess, provider: OidcProvider) -> None:
+    now = int(time.time())
+    token = signed(provider, claims(provider, server, iat=now - 600, exp=now - 120))
+    refused(server, token, 401, "invalid_token", "the access token has expired: get a new one")
+
+
+def test_a_token_signed_with_a_key_the_issuer_does_not_publish_is_refused(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    _, intruder = rsa_jwk("intruder")
+    payload = claims(provider, server)
+    token = jwt.encode(payload, intruder, algorithm="RS256", headers={"kid": "intruder"})
+    refused(server, token, 401, "invalid_token", "the access token is signed with a key ('intruder')")
+    # the intruder reusing the provider's kid: the signature does not verify
+    token = jwt.encode(payload, intruder, algorithm="RS256", headers={"kid": provider.kid})
+    refused(server, token, 401, "invalid_token", "the access token's signature does not verify")
+
+
+def test_alg_none_and_a_public_key_used_as_an_hmac_secret_are_refused(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    payload = claims(provider, server)
+    unsigned = jwt.encode(payload, None, algorithm="none")  # type: ignore[arg-type]  # PyJWT takes None for none
+    refused(server, unsigned, 401, "invalid_token", "the access token is signed with alg 'none'")
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "kid": provider.kid}).encode()).decode()
+    body = jwt.utils.base64url_encode(json.dumps(payload).encode()).decode()
+    forged = f"{header}.{body}.{jwt.utils.base64url_encode(b'x' * 32).decode()}"
+    refused(server, forged, 401, "invalid_token", "the access token is signed with alg 'HS256'")
+
+
+def test_a_tampered_payload_is_refused(server: McpServerProcess, provider: OidcProvider) -> None:
+    token = provider.token("team", resource=resource(server), scope="pg:read")
+    header, payload, signature = token.split(".")
+    decoded = json.loads(jwt.utils.base64url_decode(payload))
+    decoded["scope"] = "pg:read pg:explain"  # a read-only token giving itself explain
+    tampered = ".".join([header, jwt.utils.base64url_encode(json.dumps(decoded).encode()).decode(), signature])
+    refused(server, tampered, 401, "invalid_token", "the access token's signature does not verify", tool="explain")
+
+
+def test_a_token_lacking_the_scope_is_refused_with_the_scope_it_needs(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    read_only = provider.token("team", resource=resource(server), scope="pg:read")
+    challenge = refused(
+        server, read_only, 403, "insufficient_scope", "the access token lacks the scope pg:explain", tool="explain"
+    )
+    assert 'scope="pg:explain"' in challenge
+    status, _, body = bearer(server, read_only, "query", sql="SELECT 1")
+    assert status == 200 and not body["result"].get("isError")
+    nothing_of_ours = provider.token("team", resource=resource(server), scope="other:scope")
+    challenge = refused(server, nothing_of_ours, 403, "insufficient_scope", "the access token grants none")
+    assert 'scope="pg:read"' in challenge
+
+
+def test_a_rotated_jwks_is_picked_up_and_the_old_key_stops_working(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    before = provider.token("team", resource=resource(server))
+    assert bearer(server, before)[0] == 200
+    provider.rotate()
+    after = provider.token("team", resource=resource(server))
+    assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
+    # an unknown kid fetches the keys again, at most every JWKS_REFRESH_MIN_S
+    deadline = time.monotonic() + JWKS_REFRESH_MIN_S + 10
+    while bearer(server, after)[0] != 200:
+        assert time.monotonic() < deadline, "the rotated key was not picked up"
+        time.sleep(0.5)
+    refused(server, before, 401, "invalid_token", "the access token is signed with a key")
+
+
+def test_the_jwks_cache_refetches_no_more_often_than_its_minimum(
+    server: McpServerProcess, provider: OidcProvider
+) -> None:
+    """Made-up kids (an attacker's stream of them) cost the issuer at most one fetch per JWKS_REFRESH_MIN_S."""
+    assert bearer(server, provider.token("team", resource=resource(server)))[0] == 200
+    _, intruder = rsa_jwk("x")
+    fetched_before = server.log_text().count("fetched 1 signing keys of")
+    for index in range(20):
+        token = jwt.encode(claims(provider, server), intruder, algorithm="RS256", headers={"kid": f"made-up-{index}"})
+        assert bearer(server, token)[0] == 401
+    assert server.log_text().count("fetched 1 signing keys of") - fetched_before <= 1
