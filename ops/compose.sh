@@ -2,7 +2,8 @@
 # Run Compose v2 (`docker compose`) on the stack with the right project name and base images.
 #   COMPOSE_PROJECT_NAME  project (container and volume prefix), default pgstack
 #   POSTGRES_IMAGE, PYTHON_IMAGE  override the choice ops/images.sh recorded
-#   PROFILE  optional profiles, comma-separated (scale); from the environment or compose/.env
+#   PROFILE  optional profiles, comma-separated (scale, pooler, tls); from the environment or compose/.env
+#   MCP_PUBLISH_ADDRESS  where PROFILE=tls publishes HTTPS (default 127.0.0.1); anything else needs PROFILE=tls
 #   PGSTACK_OVERRIDE_FILE  your Compose overrides (default compose/compose.override.yaml, used when it exists)
 # The files: compose/compose.yaml; compose/external.yaml in external mode (make external); compose/<profile>.yaml
 # for each of PROFILE's profiles (PROFILE=scale: compose/scale.yaml); the override last.
@@ -27,8 +28,18 @@ compose_main() {
 			ops_die "PROFILE=scale needs the bundled postgres (its hot standby is cloned from it)" \
 				"hint: in external mode, point MCP_DATABASE_URL at your standbys and primary (a host list with target_session_attrs=prefer-standby)"
 		fi
+		if [[ "$profile" == tls ]] && ops_profile scale; then
+			ops_die "PROFILE=scale,tls is not supported yet: Caddy fronts the single mcp service" \
+				"hint: PROFILE=tls for HTTPS, or PROFILE=scale with TLS terminated by a proxy of yours in front of HAProxy"
+		fi
 		files+=(--file "$OPS_ROOT/compose/$profile.yaml")
 	done
+	local publish
+	publish="$(ops_setting MCP_PUBLISH_ADDRESS 127.0.0.1)"
+	if [[ "$publish" != 127.0.0.1 && "$publish" != "[::1]" ]] && ! ops_profile tls; then
+		ops_die "MCP_PUBLISH_ADDRESS=$publish would publish the MCP endpoint beyond this machine without TLS" \
+			"hint: make up PROFILE=tls (HTTPS through Caddy, MCP_PUBLIC_URL=https://<name clients use>:<port>), or MCP_PUBLISH_ADDRESS=127.0.0.1"
+	fi
 	if [[ -f "$OPS_OVERRIDE_FILE" ]]; then
 		files+=(--file "$OPS_OVERRIDE_FILE")
 	fi

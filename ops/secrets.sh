@@ -172,6 +172,58 @@ secrets_fix_owner() {
 	done
 }
 
+# usage: secrets_mcp_tls_names  -> the names the MCP front door's certificate must hold (openssl subjectAltName)
+# localhost and 127.0.0.1 (the published loopback port), and the host of MCP_PUBLIC_URL.
+secrets_mcp_tls_names() {
+	local url host
+	url="$(ops_setting MCP_PUBLIC_URL '')"
+	host="${url#*://}"
+	host="${host%%/*}"
+	host="${host%:*}"
+	host="${host#[}"
+	host="${host%]}"
+	local names="DNS:localhost,IP:127.0.0.1"
+	if [[ -n "$host" && "$host" != localhost && "$host" != 127.0.0.1 ]]; then
+		if [[ "$host" =~ ^[0-9.]+$ || "$host" == *:* ]]; then
+			names+=",IP:$host"
+		else
+			names+=",DNS:$host"
+		fi
+	fi
+	printf '%s' "$names"
+}
+
+# usage: secrets_mcp_tls
+# The TLS front door's certificate (PROFILE=tls): mcp_tls.crt and mcp_tls.key. An operator's own pair is kept
+# as it is (it must cover MCP_PUBLIC_URL's host); without one, the stack's CA issues one for the names above,
+# again when MCP_PUBLIC_URL names a host the one it issued before does not cover.
+secrets_mcp_tls() {
+	local crt="$SECRETS_DIR/mcp_tls.crt" key="$SECRETS_DIR/mcp_tls.key" names host
+	tls_require_openssl
+	names="$(secrets_mcp_tls_names)"
+	host="${names##*:}"
+	if [[ -s "$crt" && -s "$key" ]]; then
+		openssl x509 -in "$crt" -noout -checkhost "$host" 2>/dev/null | grep -q 'does match' ||
+			openssl x509 -in "$crt" -noout -checkip "$host" 2>/dev/null | grep -q 'does match' && return 0
+		if ! openssl verify -CAfile "$SECRETS_DIR/ca.crt" "$crt" >/dev/null 2>&1; then
+			ops_die "$crt (your certificate) is not valid for $host, the host of MCP_PUBLIC_URL" \
+				"hint: give it that name, or set MCP_PUBLIC_URL to a name it holds: $(openssl x509 -in "$crt" -noout -ext subjectAltName 2>/dev/null | tail -n 1 | tr -d ' ')"
+		fi
+		ops_note "$crt does not cover $host (MCP_PUBLIC_URL): issuing a new one from the stack's CA"
+	elif [[ -s "$crt" || -s "$key" ]]; then
+		ops_die "$SECRETS_DIR holds only one of mcp_tls.crt and mcp_tls.key" \
+			"hint: put your certificate and its key there together, or remove the one left for a certificate from the stack's CA"
+	fi
+	local scratch
+	scratch="$(tls_scratch)"
+	# shellcheck disable=SC2064 # expand now: the trap must remove this directory
+	trap "rm -rf '$scratch'" RETURN
+	TLS_SERVER_NAMES="$names" tls_new_server "$scratch" "$SECRETS_DIR/ca.crt" "$SECRETS_DIR/ca.key"
+	mv "$scratch/server.key" "$key"
+	mv "$scratch/server.crt" "$crt"
+	ops_note "generated $crt and mcp_tls.key (for $names, valid $TLS_SERVER_DAYS days; clients trust $SECRETS_DIR/ca.crt)"
+}
+
 secrets_main() {
 	ops_step "checking secrets in $SECRETS_DIR"
 	mkdir -p "$SECRETS_DIR"
@@ -182,6 +234,7 @@ secrets_main() {
 	done
 	secrets_write mcp_api_keys "$(printf '# name:key, one per line; the name goes to the audit log\ndefault:%s' "$(secrets_random 32)")"
 	secrets_tls
+	secrets_mcp_tls
 	secrets_fix_owner
 }
 

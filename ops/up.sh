@@ -5,7 +5,8 @@
 #   3. base images (official ones, or offline stand-ins built once)
 #   4. build the mcp and backup images, start everything, wait until every service is healthy
 #      (in external mode, `make external`, mcp and backup only: the database is yours; with PROFILE=scale,
-#      a hot standby, MCP_REPLICAS mcp replicas and HAProxy in front of them: compose/scale.yaml)
+#      a hot standby, MCP_REPLICAS mcp replicas and HAProxy in front of them: compose/scale.yaml; with
+#      PROFILE=tls, Caddy in front of mcp: compose/tls.yaml)
 # usage: ops/up.sh
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
@@ -22,12 +23,14 @@ up_main() {
 	ops_build_services
 	if ops_external; then
 		ops_step "starting mcp and backup against $(ops_external_target) (external mode: no bundled postgres)"
-		"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans mcp backup
-		"$OPS_ROOT/ops/wait-healthy.sh" mcp backup
+		local -a external_services
+		read -r -a external_services <<<"$(up_services mcp backup)"
+		"$OPS_ROOT/ops/compose.sh" up -d --remove-orphans "${external_services[@]}"
+		"$OPS_ROOT/ops/wait-healthy.sh" "${external_services[@]}"
 		cat >&2 <<-EOM
 			==> the stack is up, after $(ops_elapsed)
 			    PostgreSQL  yours: $(ops_external_target)  (make bundled, then make up, to use the stack's own)
-			    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
+			    MCP         $(up_mcp_endpoint)
 			    secrets     compose/secrets/  (mode 0600)
 			    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 		EOM
@@ -49,18 +52,36 @@ up_main() {
 	cat >&2 <<-EOM
 		==> the stack is up, after $(ops_elapsed)
 		    PostgreSQL  127.0.0.1:$(ops_setting PG_PORT 5432)  database app  (make psql, make psql ROLE=mcp_reader)
-		    MCP         http://127.0.0.1:$(ops_setting MCP_PORT 8080)/mcp  (bearer key: compose/secrets/mcp_api_keys)
+		    MCP         $(up_mcp_endpoint)
 		    secrets     compose/secrets/  (mode 0600)
 		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 	EOM
 }
 
-# usage: up_services SERVICE...  -> the services to start after postgres, PgBouncer first with PROFILE=pooler
+# usage: up_mcp_endpoint  -> where clients reach MCP, and with what
+up_mcp_endpoint() {
+	if ops_profile tls; then
+		local url
+		url="$(ops_setting MCP_PUBLIC_URL "https://localhost:$(ops_setting MCP_TLS_PORT 8443)")"
+		printf '%s/mcp  (TLS through Caddy; trust %s/ca.crt unless mcp_tls.crt is yours; make api-key NAME=...)' \
+			"$url" "$(ops_secrets_dir)"
+		return 0
+	fi
+	printf 'http://127.0.0.1:%s/mcp  (bearer key: compose/secrets/mcp_api_keys; make api-key NAME=...)' \
+		"$(ops_setting MCP_PORT 8080)"
+}
+
+# usage: up_services SERVICE...  -> the services to start after postgres, PgBouncer first with PROFILE=pooler,
+# Caddy last with PROFILE=tls
 up_services() {
 	if ops_profile pooler; then
 		printf '%s ' pgbouncer
 	fi
-	printf '%s\n' "$*"
+	printf '%s' "$*"
+	if ops_profile tls; then
+		printf ' %s' caddy
+	fi
+	printf '\n'
 }
 
 # usage: up_scale  (postgres is healthy)

@@ -1,0 +1,161 @@
+"""The TLS front door (`make up PROFILE=tls`, compose/tls.yaml): Caddy terminates TLS with a certificate the
+stack's CA issued on first use, the MCP endpoint answers over HTTPS to a client that trusts that CA (the
+official SDK client), plain HTTP is redirected to MCP_PUBLIC_URL, a wrong Host is refused, HSTS is sent, and
+the MCP container publishes no port. Keys made with `make api-key` on the host work through it at once (the
+container reads the bind-mounted key file again by itself)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from devtools.net import free_port
+from devtools.paths import REPO
+from tests.fixtures.stack import Stack, start_stack
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def tls_stack() -> Iterator[Stack]:
+    with start_stack(profile="tls", env={"MCP_TLS_PORT": str(free_port())}) as running:
+        yield running
+
+
+def tls_port(stack: Stack) -> int:
+    return int(stack.extra_env["MCP_TLS_PORT"])
+
+
+def public_url(stack: Stack) -> str:
+    return f"https://localhost:{tls_port(stack)}"
+
+
+def trusting(stack: Stack) -> ssl.SSLContext:
+    """A client context that trusts the stack's CA (what the README tells people to do) and nothing else."""
+    return ssl.create_default_context(cafile=str(stack.secrets_dir / "ca.crt"))
+
+
+def https(
+    stack: Stack, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPSConnection("127.0.0.1", tls_port(stack), timeout=30, context=trusting(stack))
+    # connect to the loopback port, but check the certificate for `localhost`, the name of MCP_PUBLIC_URL
+    connection.sock = trusting(stack).wrap_socket(
+        socket.create_connection(("127.0.0.1", tls_port(stack)), timeout=30), server_hostname="localhost"
+    )
+    try:
+        all_headers = {"Host": f"localhost:{tls_port(stack)}", **(headers or {})}
+        connection.request(method, path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def mcp_body(method: str, params: dict[str, object] | None = None) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
+
+
+def mcp_headers(key: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+
+
+@pytest.mark.anyio
+async def test_the_sdk_client_calls_tools_over_https_trusting_the_stacks_ca(tls_stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {tls_stack.api_key}"}
+    async with httpx2.AsyncClient(verify=trusting(tls_stack), headers=headers, timeout=30) as http:
+        transport = streamable_http_client(f"{public_url(tls_stack)}/mcp", http_client=http)
+        async with Client(transport, cache=None) as client:
+            result = await client.call_tool("query", {"sql": "SELECT count(*) AS orders FROM shop.orders"})
+            assert not result.is_error and result.structured_content is not None
+            assert result.structured_content["rows"] == [[tls_stack.demo_orders]]
+
+
+def test_https_sends_hsts_and_a_client_without_the_ca_is_refused(tls_stack: Stack) -> None:
+    status, headers, _ = https(tls_stack, "GET", "/healthz")
+    assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
+    assert "server" not in headers
+    untrusting = ssl.create_default_context()  # the system's roots only: the stack's CA is not among them
+    with pytest.raises(ssl.SSLCertVerificationError):
+        with socket.create_connection(("127.0.0.1", tls_port(tls_stack)), timeout=10) as raw:
+            untrusting.wrap_socket(raw, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", tls_port(tls_stack)), timeout=10) as raw:
+        with trusting(tls_stack).wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() == "TLSv1.3"
+
+
+def test_plain_http_is_redirected_to_the_public_url(tls_stack: Stack) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", tls_stack.mcp_port, timeout=10)
+    connection.request("POST", "/mcp?x=1", body=b"{}", headers={"Host": f"127.0.0.1:{tls_stack.mcp_port}"})
+    response = connection.getresponse()
+    assert response.status == 308  # permanent, and the method and body are kept
+    assert response.getheader("location") == f"{public_url(tls_stack)}/mcp?x=1"
+    connection.close()
+
+
+def test_a_wrong_host_is_refused_through_the_front_door(tls_stack: Stack) -> None:
+    status, _, body = https(
+        tls_stack, "POST", "/mcp", mcp_body("tools/list"), {**mcp_headers(tls_stack.api_key), "Host": "evil.example"}
+    )
+    assert status == 421
+    assert "Host header 'evil.example' is not accepted" in json.loads(body)["error"]["message"]
+
+
+def test_only_the_front_door_publishes_ports_and_only_on_loopback(tls_stack: Stack) -> None:
+    mcp_ports = tls_stack.container("mcp").attrs["NetworkSettings"]["Ports"]
+    assert all(not bindings for bindings in mcp_ports.values()), mcp_ports
+    caddy_ports = tls_stack.container("caddy").attrs["NetworkSettings"]["Ports"]
+    published = {
+        port: [binding["HostIp"] for binding in bindings] for port, bindings in caddy_ports.items() if bindings
+    }
+    assert set(published) == {"8080/tcp", "8443/tcp"} and all(ips == ["127.0.0.1"] for ips in published.values())
+
+
+def test_publishing_beyond_loopback_without_tls_is_refused(tls_stack: Stack) -> None:
+    env = {**tls_stack.env(), "PROFILE": "", "MCP_PUBLISH_ADDRESS": "0.0.0.0"}
+    result = subprocess.run(
+        [str(REPO / "ops" / "compose.sh"), "config", "--quiet"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "MCP_PUBLISH_ADDRESS=0.0.0.0 would publish the MCP endpoint beyond this machine without TLS" in result.stderr
+
+
+def test_a_key_made_on_the_host_works_through_the_front_door_at_once(tls_stack: Stack) -> None:
+    env = {**os.environ, "SECRETS_DIR": str(tls_stack.secrets_dir), "SCOPES": "query", "MAX_ROWS": "2"}
+    created = subprocess.run(
+        [str(REPO / "ops" / "api-keys.sh"), "create", "team-laptop"], env=env, capture_output=True, text=True,
+        check=False, timeout=60)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    keys_file = Path(tls_stack.secrets_dir) / "mcp_api_keys"
+    assert secret not in keys_file.read_text()
+    call = mcp_body("tools/call", {"name": "query", "arguments": {"sql": "SELECT g FROM generate_series(1, 5) g"}})
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, body = https(tls_stack, "POST", "/mcp", call, mcp_headers(secret))
+        if status == 200:
+            break
+        assert time.monotonic() < deadline, f"the container did not pick up the new key: {status} {body!r}"
+        time.sleep(0.5)
+    assert json.loads(body)["result"]["structuredContent"]["row_count"] == 2
+    status, _, body = https(
+        tls_stack, "POST", "/mcp", mcp_body("tools/call", {"name": "explain", "arguments": {"sql": "SELECT 1"}}),
+        mcp_headers(secret))  # fmt: skip
+    assert status == 403
