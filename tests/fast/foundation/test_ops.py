@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devtools.native_pg import SERVICE_USER, service_user_ids
 from devtools.net import free_port
+from devtools.tls import CertificateAuthority
 from tests.fixtures.stack import Stack
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,6 +65,8 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
         "ca.key",
         "mcp_api_keys",
         "mcp_reader_password",
+        "mcp_tls.crt",
+        "mcp_tls.key",
         "postgres_password",
         "replicator_password",
         "server.crt",
@@ -84,6 +87,40 @@ def test_secrets_are_generated_once_strong_and_private(tmp_path: Path) -> None:
     # a second run keeps every value
     subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
     assert {f.name: f.read_text() for f in files} == first
+
+
+def _names(path: Path) -> list[str]:
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(name.value) for name in names]
+
+
+def test_the_front_door_certificate_follows_mcp_public_url_and_an_operators_own_is_kept(tmp_path: Path) -> None:
+    """mcp_tls.crt (PROFILE=tls): issued by the stack's CA for localhost, 127.0.0.1 and MCP_PUBLIC_URL's host;
+    issued again when MCP_PUBLIC_URL names a host it does not cover; an operator's own certificate is kept, and
+    one that does not cover the host stops secrets.sh with what to do."""
+    secrets_dir = tmp_path / "secrets"
+    env = {**os.environ, "SECRETS_DIR": str(secrets_dir), "MCP_PUBLIC_URL": "https://mcp.team.example:8443"}
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
+    assert _names(secrets_dir / "mcp_tls.crt") == ["localhost", "127.0.0.1", "mcp.team.example"]
+    first = (secrets_dir / "mcp_tls.crt").read_bytes()
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
+    assert (secrets_dir / "mcp_tls.crt").read_bytes() == first  # still valid: kept
+    env["MCP_PUBLIC_URL"] = "https://10.1.2.3"
+    result = subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True, text=True)
+    assert "does not cover 10.1.2.3 (MCP_PUBLIC_URL): issuing a new one" in result.stderr
+    assert _names(secrets_dir / "mcp_tls.crt") == ["localhost", "127.0.0.1", "10.1.2.3"]
+    # the operator's own pair, from another CA, for another name
+    crt, key = CertificateAuthority.create().issue(["elsewhere.example"])
+    (secrets_dir / "mcp_tls.crt").write_bytes(crt)
+    (secrets_dir / "mcp_tls.key").write_bytes(key)
+    result = subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "(your certificate) is not valid for 10.1.2.3, the host of MCP_PUBLIC_URL" in result.stderr
+    assert (secrets_dir / "mcp_tls.crt").read_bytes() == crt  # left as it was
+    env["MCP_PUBLIC_URL"] = "https://elsewhere.example"
+    subprocess.run([str(REPO / "ops" / "secrets.sh")], env=env, check=True, capture_output=True)
+    assert (secrets_dir / "mcp_tls.crt").read_bytes() == crt
 
 
 def test_secrets_include_a_ca_and_a_server_certificate_for_the_postgres_service(tmp_path: Path) -> None:
