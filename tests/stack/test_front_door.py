@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from devtools.net import free_port
 from devtools.paths import REPO
+from tests.fast.clients.helpers import install_clients, only_block, run_bash
 from tests.fixtures.stack import Stack, start_stack
 
 pytestmark = pytest.mark.stack
@@ -159,3 +160,37 @@ def test_a_key_made_on_the_host_works_through_the_front_door_at_once(tls_stack: 
         tls_stack, "POST", "/mcp", mcp_body("tools/call", {"name": "explain", "arguments": {"sql": "SELECT 1"}}),
         mcp_headers(secret))  # fmt: skip
     assert status == 403
+
+
+def test_claude_code_connects_through_the_front_door_as_the_remote_section_says(
+    tls_stack: Stack, tmp_path: Path
+) -> None:
+    """The README's Claude Code lines with the remote section's values: the HTTPS URL, a key from `make api-key`,
+    and the stack's CA for Node (NODE_EXTRA_CA_CERTS)."""
+    remote = only_block("## Remote access: HTTPS, API keys, OAuth", "bash")
+    assert "NODE_EXTRA_CA_CERTS=" in remote and "PGMCP_URL=https://" in remote
+    env = {**os.environ, "SECRETS_DIR": str(tls_stack.secrets_dir)}
+    created = subprocess.run(
+        [str(REPO / "ops" / "api-keys.sh"), "create", "claude-code"], env=env, capture_output=True, text=True,
+        check=False, timeout=60)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    url = f"{public_url(tls_stack)}/mcp"
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    clients = install_clients()
+    variables = {"PGMCP_URL": url, "PGMCP_API_KEY": created.stdout.strip(),
+                 "NODE_EXTRA_CA_CERTS": str(tls_stack.secrets_dir / "ca.crt")}  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:  # the container reads the key file again within a second or two
+        output = run_bash(only_block("### Claude Code", "bash"), env=clients.environment(home, variables), cwd=project)
+        if f"postgres: {url} (HTTP) - ✔ Connected" in output.stdout.splitlines():
+            break
+        assert time.monotonic() < deadline, output.stdout
+        (home / ".claude.json").unlink(missing_ok=True)
+        time.sleep(1)
+    # without the CA, Node refuses the certificate: the connection fails, it is not downgraded
+    (home / ".claude.json").unlink(missing_ok=True)
+    untrusting = {**variables, "NODE_EXTRA_CA_CERTS": ""}
+    output = run_bash(only_block("### Claude Code", "bash"), env=clients.environment(home, untrusting), cwd=project)
+    assert f"postgres: {url} (HTTP) - ✘ Failed to connect" in output.stdout.splitlines(), output.stdout

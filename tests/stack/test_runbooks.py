@@ -28,7 +28,11 @@ PAGES = sorted(path for path in (REPO / "runbooks").glob("*.md") if path.name !=
 
 
 def placeholders() -> dict[str, str]:
+    key = f"runbook-{uuid.uuid4().hex[:8]}"
     return {
+        # the key rotation's old key is the one it just made: the session stack's `default` key stays
+        "<new-key>": key,
+        "<old-key>": key,
         "<backup-id>": "latest",
         "<set-id>": "latest",
         "<target-db>": f"runbook_check_{uuid.uuid4().hex[:8]}",

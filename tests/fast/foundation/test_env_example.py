@@ -37,6 +37,8 @@ PROFILE_VARIABLES = {
     "HAPROXY_STATS_PORT",
     "DUMP_FROM",
     "PGBOUNCER_PORT",
+    "MCP_TLS_PORT",
+    "MCP_PUBLISH_ADDRESS",
 }  # `every 60 minutes`, `daily at 02:30`
 
 
@@ -118,8 +120,10 @@ def test_every_name_is_a_setting_the_stack_passes_or_a_stack_variable() -> None:
     declared = {variable.env for variable in VARIABLES} | {spec.name for spec in SPECS}
     for _, name, _ in setting_lines():
         assert name in read_by_compose, f".env.example names {name}, which no compose/*.yaml file reads"
-        # MCP_PORT: the published port; MCP_REPLICAS: how many mcp containers (compose/scale.yaml)
-        if name.startswith(("MCP_", "BACKUP_")) and name not in ("MCP_PORT", "MCP_REPLICAS"):
+        # MCP_PORT: the published port; MCP_REPLICAS: how many mcp containers (compose/scale.yaml); MCP_TLS_PORT,
+        # MCP_PUBLISH_ADDRESS: where the front door publishes (compose/tls.yaml)
+        stack_only = ("MCP_PORT", "MCP_REPLICAS", "MCP_TLS_PORT", "MCP_PUBLISH_ADDRESS")
+        if name.startswith(("MCP_", "BACKUP_")) and name not in stack_only:
             assert name in declared, f".env.example names {name}, which no service declares"
 
 
