@@ -56,8 +56,8 @@ clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the ques
 rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)
 
-api-key: venv ## create an API key NAME=<name> [SCOPES=query,explain|pg:read] [MAX_ROWS=n] [EXPIRES=2027-01-31|90d]; prints it once, keeps its hash
-	SCOPES="$(SCOPES)" MAX_ROWS="$(MAX_ROWS)" EXPIRES="$(EXPIRES)" ops/api-keys.sh create "$(NAME)"
+api-key: venv ## create an API key NAME=<name> [SCOPES=query,explain|pg:read] [SCHEMAS=a,b] [MAX_ROWS=n] [EXPIRES=2027-01-31|90d]; prints it once, keeps its hash
+	SCOPES="$(SCOPES)" SCHEMAS="$(SCHEMAS)" MAX_ROWS="$(MAX_ROWS)" EXPIRES="$(EXPIRES)" ops/api-keys.sh create "$(NAME)"
 
 api-keys: venv ## list the API keys: name, state, tools, row limit, expiry, creation, last use
 	ops/api-keys.sh list

@@ -35,7 +35,7 @@ START_TIMEOUT_S = 30.0
 class Client:
     client_id: str
     client_secret: str
-    scope: str = "pg:read pg:explain other:scope"
+    scope: str = "pg:read pg:explain pg:schema:sales other:scope"
 
 
 def _b64(number: int) -> str:

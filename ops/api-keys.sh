@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Manage the MCP server's API keys in the stack's key file (compose/secrets/mcp_api_keys), which the server
 # reads again by itself when it changes: no restart, no call in flight lost (services/mcp/src/pgmcp/keys.py).
-# usage: ops/api-keys.sh create NAME    (SCOPES=query,explain|pg:read MAX_ROWS=N EXPIRES=2027-01-31|90d)
+# usage: ops/api-keys.sh create NAME    (SCOPES=query,explain|pg:read SCHEMAS=a,b MAX_ROWS=N EXPIRES=2027-01-31|90d)
 #        ops/api-keys.sh list           name, state, tools, row limit, expiry, creation, last use
 #        ops/api-keys.sh revoke NAME
 #        make api-key NAME=... | make api-keys | make api-key-revoke NAME=...
@@ -31,7 +31,7 @@ args=(api-key "$action")
 [[ -z "$name" ]] || args+=("$name")
 args+=(--file "$KEYS_FILE")
 if [[ "$action" == create ]]; then
-	args+=(--scopes "${SCOPES:-}" --max-rows "${MAX_ROWS:-}" --expires "${EXPIRES:-}")
+	args+=(--scopes "${SCOPES:-}" --schemas "${SCHEMAS:-}" --max-rows "${MAX_ROWS:-}" --expires "${EXPIRES:-}")
 fi
 if [[ "$action" == list ]]; then
 	args+=(--metrics "http://127.0.0.1:$(ops_setting MCP_PORT 8080)/metrics")

@@ -12,7 +12,7 @@ import Provider, { errors } from 'oidc-provider';
 
 const { ISSUER, PORT, JWKS_FILE, CLIENTS, RESOURCES, TOKEN_TTL } = process.env;
 const resources = new Set(RESOURCES.split(','));
-const scopes = ['pg:read', 'pg:explain', 'other:scope'];
+const scopes = ['pg:read', 'pg:explain', 'pg:schema:sales', 'other:scope'];
 
 const provider = new Provider(ISSUER, {
   jwks: JSON.parse(readFileSync(JWKS_FILE, 'utf8')),

@@ -261,7 +261,9 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
     key = KeyEntry.from_secret("alice", "x" * 40)
     settings = Settings(database_password="p4ssw0rd-value", api_keys=(key,))
     assert "p4ssw0rd-value" not in repr(settings) and "x" * 40 not in repr(settings)
-    assert repr(key) == "KeyEntry(name='alice', tools=None, max_rows=None, expires=None, created=None, revoked=None)"
+    assert repr(key) == (
+        "KeyEntry(name='alice', tools=None, schemas=None, max_rows=None, expires=None, created=None, revoked=None)"
+    )
     with pytest.raises(ConfigError) as error:
         Settings.from_env({"MCP_DATABASE_PASSWORD": "", "MCP_API_KEYS": "alice:tiny-secret"})
     assert "tiny-secret" not in str(error.value) and "<redacted>" in str(error.value)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from devtools.mcp_server import McpServerProcess, start_mcp_process
@@ -29,7 +30,23 @@ SETTLED = 6
 
 
 @pytest.fixture(scope="module")
-def server(pg: NativePostgres) -> Iterator[McpServerProcess]:
+def second_schema(pg: NativePostgres) -> Iterator[None]:
+    """A schema the reader role may read, beside shop, made before the server starts (it reads the functions and
+    types it may call then): what a key limited to shop must still not reach."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA hr; CREATE TABLE hr.salaries (who text, amount int)")
+        conn.execute("INSERT INTO hr.salaries VALUES ('carol', 100); ANALYZE hr.salaries")
+        conn.execute("CREATE FUNCTION hr.f() RETURNS int LANGUAGE sql IMMUTABLE RETURN 1; CREATE TYPE hr.t AS (x int)")
+        conn.execute("GRANT USAGE ON SCHEMA hr TO mcp_reader; GRANT SELECT ON hr.salaries TO mcp_reader")
+    try:
+        yield
+    finally:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA hr CASCADE")
+
+
+@pytest.fixture(scope="module")
+def server(pg: NativePostgres, second_schema: None) -> Iterator[McpServerProcess]:
     process = start_mcp_process(
         pg,
         keys={"alice": secrets.token_hex(32)},
@@ -106,10 +123,10 @@ def test_a_created_key_works_at_once_within_its_scopes_and_a_revoked_one_is_told
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
     assert listed.stdout.splitlines()[0].split() == [
-        "name", "state", "tools", "max_rows", "expires", "created", "last_used"]  # fmt: skip
-    assert rows["carol"][1:4] == ["valid", "query", "3"]
-    assert rows["carol"][6] != "-"  # used just now, as the server's metric says
-    assert rows["alice"][1:4] == ["valid", "all", "-"] and rows["alice"][6] == "-"
+        "name", "state", "tools", "schemas", "max_rows", "expires", "created", "last_used"]  # fmt: skip
+    assert rows["carol"][1:5] == ["valid", "query", "all", "3"]
+    assert rows["carol"][7] != "-"  # used just now, as the server's metric says
+    assert rows["alice"][1:5] == ["valid", "all", "all", "-"] and rows["alice"][7] == "-"
 
     revoked = make(server, "revoke", "carol")
     assert revoked.returncode == 0 and "revoked the API key 'carol'" in revoked.stdout
@@ -187,3 +204,48 @@ def test_rewriting_the_key_file_under_load_fails_no_call(server: McpServerProces
     assert len(outcomes) > 50 and set(outcomes) == {200}, f"{len(outcomes)} calls, failures: {outcomes.count(-1)}"
     log = server.log_text()
     assert "reloaded the API key file" in log and "was not reloaded, the" in log
+
+
+def test_a_key_limited_to_a_schema_reads_only_that_schema(server: McpServerProcess) -> None:
+    alice = server.keys["alice"]
+    status, _, body = call(server, alice, "query", {"sql": "SELECT amount FROM hr.salaries"})
+    assert body["result"]["structuredContent"]["rows"] == [[100]]  # the role may: only the key's scope stops it
+    created = make(server, "create", "shop-only", SCHEMAS="shop")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    until(lambda: call(server, secret, "list_schemas", {})[0] == 200, "the new key is accepted")
+
+    _, _, body = call(server, secret, "list_schemas", {})
+    assert [item["name"] for item in body["result"]["structuredContent"]["schemas"]] == ["shop"]
+    _, _, body = call(server, alice, "list_schemas", {})
+    assert {"hr", "shop"} <= {item["name"] for item in body["result"]["structuredContent"]["schemas"]}
+    _, _, body = call(server, secret, "list_tables", {"schema": "hr"})
+    assert body["result"]["isError"] is True
+
+    # unqualified names resolve in the key's schemas only (search_path for the call)
+    _, _, body = call(server, secret, "query", {"sql": "SELECT count(*) FROM orders"})
+    assert body["result"]["structuredContent"]["row_count"] == 1, body
+    _, _, body = call(server, secret, "query", {"sql": "SELECT * FROM salaries"})
+    assert body["result"]["isError"] is True and 'relation "salaries" does not exist' in text(body)
+    refusals = {
+        "SELECT amount FROM hr.salaries": "the statement names the schema hr, outside the schemas 'shop-only' may read",
+        "SELECT * FROM shop.orders o JOIN hr.salaries s ON true": "the statement names the schema hr",
+        "SELECT hr.f()": "the statement names the schema hr",
+        "SELECT NULL::hr.t": "the statement names the schema hr",
+        "SELECT most_common_vals FROM pg_stats": "pg_stats shows sample values of columns in every schema",
+        "SELECT * FROM pg_catalog.pg_stats": "pg_stats shows sample values",
+    }
+    for sql, expected in refusals.items():
+        for tool in ("query", "explain"):
+            _, _, body = call(server, secret, tool, {"sql": sql})
+            assert body["result"]["isError"] is True and expected in text(body), (tool, sql, text(body))
+            assert "rule: schema_scope" in text(body)
+    # the catalogue's own names stay readable: they show no rows of other schemas
+    _, _, body = call(server, secret, "query", {"sql": "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'x'"})
+    assert body["result"].get("isError") is not True, text(body)
+    listed = make(server, "list")
+    assert any(line.split()[:4] == ["shop-only", "valid", "all", "shop"] for line in listed.stdout.splitlines())
+
+
+def text(body: Any) -> str:
+    return str(body["result"]["content"][0]["text"])

@@ -37,8 +37,14 @@ def port() -> int:
 
 
 @pytest.fixture(scope="module")
-def provider(port: int) -> Iterator[OidcProvider]:
-    with OidcProvider.start(resources=[f"http://127.0.0.1:{port}/mcp", OTHER_RESOURCE], clients=[TEAM]) as started:
+def grouped_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def provider(port: int, grouped_port: int) -> Iterator[OidcProvider]:
+    resources = [f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{grouped_port}/mcp", OTHER_RESOURCE]
+    with OidcProvider.start(resources=resources, clients=[TEAM]) as started:
         yield started
 
 
@@ -269,3 +275,39 @@ def test_the_jwks_cache_refetches_no_more_often_than_its_minimum(
         token = jwt.encode(claims(provider, server), intruder, algorithm="RS256", headers={"kid": f"made-up-{index}"})
         assert bearer(server, token)[0] == 401
     assert server.log_text().count("fetched 1 signing keys of") - fetched_before <= 1
+
+
+@pytest.fixture(scope="module")
+def grouped(pg: NativePostgres, provider: OidcProvider, grouped_port: int) -> Iterator[McpServerProcess]:
+    """A server with schema groups as scopes: `pg:schema:sales` reads shop, and only shop."""
+    process = start_mcp_process(
+        pg,
+        port=grouped_port,
+        overrides={
+            "MCP_PUBLIC_URL": f"http://127.0.0.1:{grouped_port}",
+            "MCP_OAUTH_ISSUER": provider.issuer,
+            "MCP_OAUTH_SCHEMA_SCOPES": "sales=shop",
+            "MCP_POOL_MIN_SIZE": "1",
+            "MCP_POOL_MAX_SIZE": "2",
+        },
+    )
+    try:
+        yield process
+    finally:
+        process.cleanup()
+
+
+def test_a_schema_group_scope_limits_a_token_to_its_schemas(grouped: McpServerProcess, provider: OidcProvider) -> None:
+    status, _, body = post(grouped, b"", key=None, path="/.well-known/oauth-protected-resource/mcp", method="GET")
+    assert json.loads(body)["scopes_supported"] == ["pg:read", "pg:explain", "pg:schema:sales"]
+    sales = provider.token("team", resource=resource(grouped), scope="pg:read pg:schema:sales")
+    status, _, body = bearer(grouped, sales)
+    assert status == 200 and [item["name"] for item in body["result"]["structuredContent"]["schemas"]] == ["shop"]
+    status, _, body = bearer(grouped, sales, "query", sql="SELECT count(*) FROM orders")  # search_path: shop
+    assert body["result"]["structuredContent"]["row_count"] == 1, body
+    _, _, body = bearer(grouped, sales, "query", sql="SELECT * FROM public.anything")
+    assert "rule: schema_scope" in body["result"]["content"][0]["text"]
+    no_group = provider.token("team", resource=resource(grouped), scope="pg:read")
+    status, challenge, body = bearer(grouped, no_group)
+    assert status == 403 and 'error="insufficient_scope", scope="pg:schema:sales"' in challenge
+    assert body["error"]["message"].startswith("the access token grants no schema group of this server")

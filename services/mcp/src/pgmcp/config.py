@@ -96,6 +96,7 @@ class Settings:
     oauth_jwks_url: str = ""
     oauth_audience: str = ""
     oauth_algorithms: tuple[str, ...] = OAUTH_ALGORITHMS
+    oauth_schema_scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     bind_host: str = "127.0.0.1"
     port: int = 8080
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
@@ -475,6 +476,27 @@ def _issuer(raw: str) -> str:
     return value
 
 
+def _schema_scopes(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`group=schema,schema;group=schema`: the scope `pg:schema:<group>` lets a token read those schemas."""
+    groups: list[tuple[str, tuple[str, ...]]] = []
+    for part in filter(None, (item.strip() for item in raw.split(";"))):
+        group, separator, names = part.partition("=")
+        schemas = tuple(filter(None, (name.strip() for name in names.split(","))))
+        if not separator or not re.fullmatch(r"[a-z0-9_-]{1,40}", group.strip()) or not schemas:
+            raise ValueError(
+                f"{part!r} is not group=schema[,schema] (a group is lowercase letters, digits, '_' or '-')\n"
+                "hint: e.g. sales=shop,reporting;hr=hr gives the scopes pg:schema:sales and pg:schema:hr"
+            )
+        bad = [name for name in schemas if not _IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError(f"not a schema name: {', '.join(map(repr, bad))}")
+        groups.append((group.strip(), schemas))
+    group_names = [group for group, _ in groups]
+    if len(set(group_names)) != len(group_names):
+        raise ValueError("a group is named twice")
+    return tuple(groups)
+
+
 def _algorithms(raw: str) -> tuple[str, ...]:
     items = _csv(raw)
     bad = [item for item in items if item not in OAUTH_ALGORITHMS]
@@ -720,6 +742,14 @@ VARIABLES: tuple[Variable, ...] = (
         "oauth_algorithms",
         Text(_algorithms, "algorithms, comma-separated"),
         "token signing algorithms accepted (asymmetric only)",
+    ),
+    Variable(
+        "MCP_OAUTH_SCHEMA_SCOPES",
+        "oauth_schema_scopes",
+        Text(_schema_scopes, "group=schema,...;group=..."),
+        "schema groups as OAuth scopes: with `sales=shop,reporting`, a token needs `pg:schema:sales` (or another "
+        "group's scope) and reads only its groups' schemas",
+        default_doc="(none: a token reads every schema the role may)",
     ),
     Variable("MCP_MAX_ROWS", "max_rows", Whole(1, 10_000), "most rows a `query` returns; a model may ask fewer"),
     Variable(
@@ -1082,7 +1112,7 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
             "MCP_OAUTH_ISSUER needs MCP_PUBLIC_URL: the resource identifier tokens are issued for, and the address "
             "of the metadata a 401 points clients at\nhint: set MCP_PUBLIC_URL=https://<the address clients use>"
         )
-    for name in ("oauth_jwks_url", "oauth_audience"):
+    for name in ("oauth_jwks_url", "oauth_audience", "oauth_schema_scopes"):
         if values[name] and not values["oauth_issuer"]:
             problems.append(f"MCP_{name.upper()} is set but MCP_OAUTH_ISSUER is not\nhint: set both, or neither")
     if values["max_cell_bytes"] > values["max_bytes"]:

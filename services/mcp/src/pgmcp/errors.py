@@ -115,6 +115,7 @@ RULES = frozenset(
         "function_volatile",
         "function_unknown",
         "node_type",
+        "schema_scope",
     }
 )
 """The stable ids of the guard's rules: a `QueryRejected` names one, and so do the metrics and the audit line."""

@@ -108,8 +108,15 @@ class Executor:
         rows = settings.max_rows if max_rows is None else min(max_rows, settings.max_rows)
         return Limits(rows, settings.max_bytes, settings.max_cell_bytes)
 
-    async def run(self, statement: str, params: Sequence[ParamValue] | None, limits: Limits) -> Outcome:
-        """Run a statement (already validated by the guard) and return its capped result."""
+    async def run(
+        self,
+        statement: str,
+        params: Sequence[ParamValue] | None,
+        limits: Limits,
+        search_path: Sequence[str] | None = None,
+    ) -> Outcome:
+        """Run a statement (already validated by the guard) and return its capped result. `search_path`: the
+        schemas unqualified names resolve in for this call (a key limited to some schemas), else the role's."""
 
         async def work(conn: Connection) -> tuple[Outcome, list[tuple[int, int]]]:
             cursor = AsyncRawCursor(conn) if self._layers.one else _SimpleProtocolCursor(conn)
@@ -118,7 +125,7 @@ class Executor:
             fetched[0].elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             return fetched
 
-        outcome, pending = await self._in_transaction(work)
+        outcome, pending = await self._in_transaction(work, search_path)
         if pending:
             await self._name_types(outcome, pending)
         return outcome
@@ -135,11 +142,13 @@ class Executor:
 
     # -- transaction and timeouts ---------------------------------------------------------------------------
 
-    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def _in_transaction(
+        self, work: Callable[[Connection], Awaitable[T]], search_path: Sequence[str] | None = None
+    ) -> T:
         """Run `work` in one call's transaction (`pgmcp.transaction`: RO, TMO, HYG) under the watchdog; translate
         database errors into tool errors."""
         try:
-            async with Transaction(self._database, self._settings, self._layers) as conn:
+            async with Transaction(self._database, self._settings, self._layers, search_path) as conn:
                 return await self.watched(conn, work(conn))
         except psycopg.Error as exc:
             raise translate(exc, self._settings) from exc

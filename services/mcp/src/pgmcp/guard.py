@@ -44,6 +44,7 @@ __all__ = [
     "MAX_TOKENS",
     "RULES",
     "ValidatedQuery",
+    "references",
     "validate",
     "vet_function_bodies",
 ]
@@ -83,6 +84,8 @@ class ValidatedQuery:
     fingerprint: str | None  # pglast fingerprint: equal for queries that differ only in constants
     kind: str  # "select", "values" or "explain"; "unchecked" when neither ONE nor AST parsed it
     statement_count: int | None = None  # None when the text was not parsed
+    qualifiers: frozenset[str] = frozenset()  # schemas written before a relation, function or type name
+    relations: frozenset[str] = frozenset()  # the relation names it reads (CTE names included), unqualified
 
 
 # -- parsing ----------------------------------------------------------------------------------------------
@@ -429,7 +432,37 @@ def _check_statements(
                 _check_explain(raw.stmt, policy, explain_analyze)
             else:
                 _check_statement(raw.stmt, policy)
-    return ValidatedQuery(text, _fingerprint(text), _kind(statements[0].stmt), len(statements))
+    qualifiers, relations = references(statements)
+    return ValidatedQuery(text, _fingerprint(text), _kind(statements[0].stmt), len(statements), qualifiers, relations)
+
+
+def references(root: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """The schemas written before a relation, function or type name anywhere below `root`, and the names of the
+    relations it reads (for a caller limited to some schemas: `pgmcp.scope`)."""
+    qualifiers: set[str] = set()
+    relations: set[str] = set()
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        if isinstance(item, ast.RangeVar):
+            relations.add(item.relname or "")
+            if item.schemaname:
+                qualifiers.add(item.schemaname)
+        elif isinstance(item, (ast.FuncCall, ast.TypeName)):
+            parts = [part.sval or "" for part in (item.funcname if isinstance(item, ast.FuncCall) else item.names) or ()
+                     if isinstance(part, ast.String)]  # fmt: skip
+            if len(parts) > 1:
+                qualifiers.add(parts[-2])
+        for slot in vars(type(item))["__slots__"]:
+            value = getattr(item, slot, None)
+            if isinstance(value, (ast.Node, tuple, list)):
+                stack.append(value)
+    return frozenset(qualifiers), frozenset(relations)
 
 
 # -- user-written SQL functions ----------------------------------------------------------------------------

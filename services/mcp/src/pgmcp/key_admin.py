@@ -1,7 +1,7 @@
 """`python -m pgmcp api-key create|list|revoke`: what `make api-key`, `make api-keys` and `make api-key-revoke` run
 on the host, against the key file the server reads (`compose/secrets/mcp_api_keys` in the stack).
 
-    create NAME [--scopes query,explain|pg:read,...] [--max-rows N] [--expires 2027-01-31|90d]
+    create NAME [--scopes query,explain|pg:read,...] [--schemas a,b] [--max-rows N] [--expires 2027-01-31|90d]
                                 prints the new key once; the file keeps only its SHA-256
     list [--metrics URL]        name, state, tools, row limit, expiry, creation and last use (from the server's
                                 `pgmcp_api_key_last_used_timestamp_seconds`, since it started)
@@ -109,6 +109,7 @@ def run(argv: Sequence[str], now: datetime | None = None) -> int:
         "--file", type=Path, required=True, help="the key file (the stack's: compose/secrets/mcp_api_keys)"
     )
     parser.add_argument("--scopes", default="", help="tools or scopes the key may use, comma-separated (default: all)")
+    parser.add_argument("--schemas", default="", help="the only schemas the key may read, comma-separated")
     parser.add_argument("--max-rows", default="", help="a row limit lower than the server's")
     parser.add_argument("--expires", default="", help="2027-01-31, 2027-01-31T18:00Z, or 90d / 12h / 2w from now")
     parser.add_argument("--metrics", default="", help="list: the server's /metrics URL, for the last use of each key")
@@ -124,6 +125,7 @@ def run(argv: Sequence[str], now: datetime | None = None) -> int:
             path,
             args.name,
             tools=parse_scopes(args.scopes),
+            schemas=tuple(item.strip() for item in args.schemas.split(",") if item.strip()) or None,
             max_rows=parse_rows(args.max_rows),
             expires=parse_expiry(args.expires, moment),
             now=moment,

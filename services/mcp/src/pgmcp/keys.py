@@ -3,7 +3,8 @@ revocation, and a store that reloads the file when it changes (no restart, no ca
 
 One entry per line of `MCP_API_KEYS_FILE` (`#` comments and blank lines ignored):
 
-    name:sha256:<64 hex digits> [tools=query,explain] [max_rows=N] [expires=ISO-8601] [created=ISO] [revoked=ISO]
+    name:sha256:<64 hex digits> [tools=query,explain] [schemas=a,b] [max_rows=N] [expires=ISO-8601]
+                                [created=ISO] [revoked=ISO]
 
 `make api-key NAME=...` writes such a line and prints the key once; only its digest is kept. A key is random
 (`pgmcp_` and 43 URL-safe characters: 256 bits), so a plain SHA-256 is the right digest: there is nothing to
@@ -40,7 +41,8 @@ RELOAD_CHECK_S = 1.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MIN_PLAIN_LENGTH = 16
-_ATTRIBUTES = ("tools", "max_rows", "expires", "created", "revoked")
+_ATTRIBUTES = ("tools", "schemas", "max_rows", "expires", "created", "revoked")
+_SCHEMA = re.compile(r"^[^\x00\s,]{1,63}$")
 
 
 def digest(secret: str) -> str:
@@ -70,6 +72,7 @@ class KeyEntry:
     name: str
     sha256: str = field(repr=False)
     tools: frozenset[str] | None = None  # None: every tool
+    schemas: tuple[str, ...] | None = None  # None: every schema the server shows
     max_rows: int | None = None  # a lower row limit than the server's, or None
     expires: datetime | None = None
     created: datetime | None = None
@@ -82,7 +85,7 @@ class KeyEntry:
 
     def identity(self) -> Identity:
         """What a request authenticated with this key may do."""
-        return Identity(self.name, "key", tools=self.tools, max_rows=self.max_rows)
+        return Identity(self.name, "key", tools=self.tools, max_rows=self.max_rows, schemas=self.schemas)
 
     def refusal(self, now: datetime) -> str | None:
         """Why this key is refused now (revoked or expired, with when), or None when it is valid."""
@@ -97,6 +100,8 @@ class KeyEntry:
         parts = [f"{self.name}:{DIGEST_SCHEME}:{self.sha256}"]
         if self.tools is not None:
             parts.append(f"tools={','.join(sorted(self.tools))}")
+        if self.schemas is not None:
+            parts.append(f"schemas={','.join(self.schemas)}")
         if self.max_rows is not None:
             parts.append(f"max_rows={self.max_rows}")
         parts += [f"{name}={_iso(value)}" for name, value in self._moments() if value is not None]
@@ -127,6 +132,13 @@ def _parse_attributes(
                     f"{where}: unknown tool {', '.join(unknown)} (tools: {', '.join(sorted(known_tools or ()))})"
                 )
             values[key] = tools
+        elif key == "schemas":
+            schemas = tuple(dict.fromkeys(filter(None, (item.strip() for item in value.split(",")))))
+            bad = [item for item in schemas if not _SCHEMA.match(item)]
+            if not schemas or bad:
+                problems.append(f"{where}: schemas={value!r} is not a comma-separated list of schema names")
+            else:
+                values[key] = schemas
         elif key == "max_rows":
             if not value.isdigit() or int(value) < 1:
                 problems.append(f"{where}: max_rows={value!r} is not a whole number of rows, at least 1")
@@ -269,7 +281,8 @@ class KeyStore:
 
 
 def create(path: Path, name: str, *, tools: frozenset[str] | None, max_rows: int | None,
-           expires: datetime | None, now: datetime, known_tools: frozenset[str] | None = None) -> str:  # fmt: skip
+           expires: datetime | None, now: datetime, known_tools: frozenset[str] | None = None,
+           schemas: tuple[str, ...] | None = None) -> str:  # fmt: skip
     """Add a key named `name` to the file and return its secret (shown once, never stored)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     entries = parse_entries(text, known_tools)
@@ -278,7 +291,7 @@ def create(path: Path, name: str, *, tools: frozenset[str] | None, max_rows: int
     if expires is not None and expires <= now:
         raise ValueError(f"expires={_iso(expires)} is not in the future")
     secret = new_secret()
-    entry = KeyEntry(name, digest(secret), tools, max_rows, expires, created=now)
+    entry = KeyEntry(name, digest(secret), tools, schemas, max_rows, expires, created=now)
     parse_entries(entry.line(), known_tools)  # the line reads back (a bad name is refused here)
     _write(path, text.rstrip("\n") + ("\n" if text.strip() else "") + entry.line() + "\n")
     return secret
@@ -324,6 +337,7 @@ def describe(entries: Sequence[KeyEntry], now: datetime) -> list[dict[str, str]]
                 "name": entry.name,
                 "state": state,
                 "tools": "all" if entry.tools is None else ",".join(sorted(entry.tools)),
+                "schemas": "all" if entry.schemas is None else ",".join(entry.schemas),
                 "max_rows": "-" if entry.max_rows is None else str(entry.max_rows),
                 "expires": "never" if entry.expires is None else _iso(entry.expires),
                 "created": "-" if entry.created is None else _iso(entry.created),

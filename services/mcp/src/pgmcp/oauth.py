@@ -27,7 +27,7 @@ import httpx2
 import jwt
 
 from pgmcp.config import Settings
-from pgmcp.identity import SCOPE_READ, SCOPES, Identity, tools_for_scopes
+from pgmcp.identity import SCHEMA_SCOPE_PREFIX, SCOPE_READ, SCOPES, Identity, tools_for_scopes
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Verifier:
         self.audience = settings.audience
         self.algorithms = settings.oauth_algorithms
         self._jwks_url = settings.oauth_jwks_url
+        self._schema_groups = settings.oauth_schema_scopes
         self._clock = clock
         self._keys: _Keys | None = None
         self._last_fetch_attempt = float("-inf")
@@ -144,11 +145,29 @@ class Verifier:
                 f"the access token grants none of this server's scopes ({', '.join(SCOPES)}): request {SCOPE_READ}",
                 scope=SCOPE_READ,
             )
+        schemas = self._schemas(scopes)
         subject = str(claims["sub"])
         client = claims.get("client_id") or claims.get("azp")
         client_id = str(client) if client is not None else None
         name = f"oauth:{subject}" if client_id in (None, subject) else f"oauth:{client_id}/{subject}"
-        return Identity(name, "oauth", tools=tools, subject=subject, client_id=client_id, scopes=scopes)
+        return Identity(
+            name, "oauth", tools=tools, schemas=schemas, subject=subject, client_id=client_id, scopes=scopes
+        )
+
+    def _schemas(self, scopes: tuple[str, ...]) -> tuple[str, ...] | None:
+        """With schema groups configured, the schemas of the token's groups (none: 403); else every one."""
+        if not self._schema_groups:
+            return None
+        granted = [names for group, names in self._schema_groups if f"{SCHEMA_SCOPE_PREFIX}{group}" in scopes]
+        if not granted:
+            wanted = " ".join(f"{SCHEMA_SCOPE_PREFIX}{group}" for group, _ in self._schema_groups)
+            raise TokenRefused(
+                403,
+                "insufficient_scope",
+                f"the access token grants no schema group of this server: request one of {wanted}",
+                scope=wanted,
+            )
+        return tuple(dict.fromkeys(name for names in granted for name in names))
 
     async def _key(self, kid: Any, alg: str) -> SigningKey:
         now = self._clock()
@@ -253,7 +272,7 @@ def resource_metadata(settings: Settings) -> dict[str, Any]:
     return {
         "resource": settings.resource,
         "authorization_servers": [settings.oauth_issuer],
-        "scopes_supported": list(SCOPES),
+        "scopes_supported": [*SCOPES, *(f"{SCHEMA_SCOPE_PREFIX}{group}" for group, _ in settings.oauth_schema_scopes)],
         "bearer_methods_supported": ["header"],
         "resource_signing_alg_values_supported": list(settings.oauth_algorithms),
         "resource_name": "pgmcp (read-only PostgreSQL)",

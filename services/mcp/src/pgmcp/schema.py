@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pgmcp import scope
 from pgmcp.config import Settings
 from pgmcp.errors import InvalidArgument
 from pgmcp.execute import Executor
+from pgmcp.identity import CALLER
 
 _KINDS = "('r', 'p', 'v', 'm', 'f')"
 _KIND_NAME = (
@@ -154,7 +156,8 @@ class SchemaReader:
 
     @property
     def _schemas_param(self) -> list[str] | None:
-        return list(self.settings.schemas) or None
+        """`MCP_SCHEMAS`, narrowed to the caller's own schemas when its key or token has some (`pgmcp.scope`)."""
+        return scope.visible(CALLER.get(), self.settings.schemas)
 
     async def schemas(self) -> list[dict[str, Any]]:
         return await self.executor.fetch_all(SCHEMAS_SQL, [self._schemas_param])

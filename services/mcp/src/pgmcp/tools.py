@@ -18,7 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from pgmcp import audit, guard, render
+from pgmcp import audit, guard, render, scope
 from pgmcp.audit import AuditRecord
 from pgmcp.errors import CallError, Forbidden, InvalidArgument
 from pgmcp.execute import Limits, Outcome
@@ -149,6 +149,7 @@ def validate(service: Service, sql: str, params: list[ParamValue] | None, record
     verdict = service.verdicts.judge(sql)
     accepted = verdict.query()
     record.fingerprint = accepted.fingerprint
+    scope.check(service.identity(), accepted)
     needed, given = verdict.placeholders, len(params or [])
     if needed > given:
         raise InvalidArgument(
@@ -351,7 +352,7 @@ def register(mcp: MCPServer, service: Service) -> None:
             identity = service.identity()
             caps = [cap for cap in (max_rows, identity.max_rows if identity else None) if cap is not None]
             limits = service.executor.limits(min(caps) if caps else None)
-            outcome = await service.executor.run(validated.sql, params, limits)
+            outcome = await service.executor.run(validated.sql, params, limits, scope.search_path(service.identity()))
             result, structured = query_result(outcome, limits)
             record.rows, record.bytes = result.row_count, result.bytes
             metrics = service.metrics
@@ -399,7 +400,7 @@ def register(mcp: MCPServer, service: Service) -> None:
             options = ["ANALYZE", "BUFFERS", "FORMAT JSON"] if analyze else ["FORMAT JSON"]
             statement = f"EXPLAIN ({', '.join(options)}) {validated.sql}"
             no_cap = Limits(max_rows=None, max_bytes=None, max_cell_bytes=None)
-            outcome = await service.executor.run(statement, params, no_cap)
+            outcome = await service.executor.run(statement, params, no_cap, scope.search_path(service.identity()))
             plan = outcome.rows[0][0] if outcome.rows else None
             result = explain_result(plan, analyzed=analyze)
             record.rows = 1

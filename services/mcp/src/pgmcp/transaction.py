@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import anyio
@@ -55,10 +56,13 @@ _ENDABLE = (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionSta
 class Transaction:
     """BEGIN [READ ONLY] and the timeouts on entry; ROLLBACK (or COMMIT) and the reset on exit. One per call."""
 
-    def __init__(self, database: Database, settings: Settings, layers: Layers) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, layers: Layers, search_path: Sequence[str] | None = None
+    ) -> None:
         self._database = database
         self._settings = settings
         self._layers = layers
+        self._search_path = tuple(search_path) if search_path is not None else None
         self._conn: Connection | None = None
 
     async def __aenter__(self) -> Connection:
@@ -106,6 +110,11 @@ class Transaction:
             if server is not None and server.version_num >= 170000:
                 total = timeout + int(1000 * (WATCHDOG_GRACE_S + WATCHDOG_ABANDON_S))
                 parts.append(f"SET LOCAL transaction_timeout = {int(total)}")
+        if self._search_path is not None:
+            # the key's schemas (names from the operator's key file, quoted); pg_catalog stays first, implicitly
+            parts.append(
+                f"SET LOCAL search_path = {', '.join(map(quote_identifier, self._search_path)) or 'pg_catalog'}"
+            )
         return "; ".join(parts)
 
     async def _end(self, conn: Connection, ending: str) -> None:
@@ -131,4 +140,16 @@ class Transaction:
         await self._database.release(conn)
 
 
-__all__ = ["END_TIMEOUT_S", "RESET_SESSION", "WATCHDOG_ABANDON_S", "WATCHDOG_GRACE_S", "Transaction"]
+def quote_identifier(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+__all__ = [
+    "quote_identifier",
+    "END_TIMEOUT_S",
+    "RESET_SESSION",
+    "WATCHDOG_ABANDON_S",
+    "WATCHDOG_GRACE_S",
+    "Transaction",
+]
