@@ -28,10 +28,6 @@ compose_main() {
 			ops_die "PROFILE=scale needs the bundled postgres (its hot standby is cloned from it)" \
 				"hint: in external mode, point MCP_DATABASE_URL at your standbys and primary (a host list with target_session_attrs=prefer-standby)"
 		fi
-		if [[ "$profile" == tls ]] && ops_profile scale; then
-			ops_die "PROFILE=scale,tls is not supported yet: Caddy fronts the single mcp service" \
-				"hint: PROFILE=tls for HTTPS, or PROFILE=scale with TLS terminated by a proxy of yours in front of HAProxy"
-		fi
 		files+=(--file "$OPS_ROOT/compose/$profile.yaml")
 	done
 	local publish

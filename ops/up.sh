@@ -13,6 +13,10 @@ set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 up_main() {
+	if ops_profile tls && ops_profile scale; then
+		ops_die "PROFILE=scale,tls is not supported yet: Caddy fronts the single mcp service, HAProxy the replicas" \
+			"hint: PROFILE=tls for HTTPS, or PROFILE=scale with TLS terminated by a proxy of yours in front of HAProxy"
+	fi
 	"$OPS_ROOT/ops/docker-engine.sh"
 	"$OPS_ROOT/ops/secrets.sh"
 	if [[ ! -f "$OPS_ENV_FILE" ]]; then

@@ -7,10 +7,10 @@ import threading
 from typing import Any
 
 import pytest
-from pglast import parser
+from pglast import parse_sql, parser
 
 from pgmcp.errors import RULES, QueryRejected
-from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, ValidatedQuery, validate
+from pgmcp.guard import MAX_SQL_CHARS, MAX_TOKENS, ValidatedQuery, references, validate
 from pgmcp.layers import Layers
 from pgmcp.policy import FunctionInfo, FunctionPolicy, OperatorInfo, TypeInfo
 
@@ -230,8 +230,31 @@ def test_deep_subselects_are_a_syntax_rejection(reader_policy: FunctionPolicy) -
 def test_validated_query_keeps_the_text_unchanged(reader_policy: FunctionPolicy) -> None:
     sql = "  /* why */ SELECT status, count(*)\n FROM shop.orders GROUP BY 1 ;  "
     validated = validate(sql, reader_policy, ALL)
-    assert validated == ValidatedQuery(sql, validated.fingerprint, "select", 1)
+    assert validated == ValidatedQuery(
+        sql, validated.fingerprint, "select", 1, frozenset({"shop"}), frozenset({"orders"})
+    )
     assert validated.fingerprint and len(validated.fingerprint) == 16
+
+
+@pytest.mark.parametrize(
+    ("sql", "qualifiers", "relations"),
+    [
+        ("SELECT 1", set(), set()),
+        ("SELECT * FROM orders o JOIN hr.salaries s ON true", {"hr"}, {"orders", "salaries"}),
+        ("WITH x AS (SELECT 1) SELECT * FROM x, lateral (SELECT * FROM a.b) y", {"a"}, {"x", "b"}),
+        ("SELECT lower(name), hr.f(1), pg_catalog.upper('x') FROM t", {"hr", "pg_catalog"}, {"t"}),
+        ("SELECT NULL::hr.t, CAST(1 AS int)", {"hr", "pg_catalog"}, set()),
+        ("SELECT (SELECT max(x) FROM s.u) FROM v WHERE y IN (SELECT z FROM w.q)", {"s", "w"}, {"u", "v", "q"}),
+        ("EXPLAIN SELECT * FROM m.n", {"m"}, {"n"}),
+    ],
+)
+def test_the_names_a_statement_reaches_are_collected(
+    reader_policy: FunctionPolicy, sql: str, qualifiers: set[str], relations: set[str]
+) -> None:
+    """What `pgmcp.scope` judges a schema-limited caller's statement by: every schema written before a name,
+    anywhere in it (subqueries, CTEs, LATERAL, casts, EXPLAIN), and every relation it reads."""
+    qualified, read = references(parse_sql(sql))
+    assert (qualified, read) == (frozenset(qualifiers), frozenset(relations))
 
 
 def test_fingerprint_ignores_constants(reader_policy: FunctionPolicy) -> None:

@@ -61,6 +61,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_OAUTH_JWKS_URL": "https://login.example.com/realms/team/certs",
         "MCP_OAUTH_AUDIENCE": "pgmcp",
         "MCP_OAUTH_ALGORITHMS": "RS256, ES256",
+        "MCP_OAUTH_SCHEMA_SCOPES": "sales=shop,reporting; hr=hr",
         "MCP_MAX_ROWS": "500",
         "MCP_MAX_BYTES": "1MiB",
         "MCP_MAX_CELL_BYTES": "4096",
@@ -92,6 +93,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.oauth_issuer == "https://login.example.com/realms/team"
     assert settings.oauth_jwks_url == "https://login.example.com/realms/team/certs"
     assert settings.oauth_algorithms == ("RS256", "ES256") and settings.api_keys_file == str(keys)
+    assert settings.oauth_schema_scopes == (("sales", ("shop", "reporting")), ("hr", ("hr",)))
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
     assert settings.allow_public_temp is True
     assert settings.workers == 3
