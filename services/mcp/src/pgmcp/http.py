@@ -33,6 +33,8 @@ from pgmcp.workers import WorkerSlot
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+BODY_KEY = "pgmcp.body"
+"""The scope key under which `BodyLimit` leaves the request body it buffered, for `ToolScopes`."""
 RETRY_AFTER_S = 1
 # JSON-RPC error codes for transport-level refusals (implementation-defined range -32000..-32099).
 _CODE = {
@@ -276,8 +278,8 @@ class Authenticate:
 
 class ToolScopes:
     """403 for a `tools/call` of a tool the caller's key or token does not allow, before the call reaches the
-    SDK (`insufficient_scope` with the scope it needs, for a token). Needs the body buffered (`BodyLimit`
-    outside it); a body that is not a JSON object passes on, for the SDK to refuse."""
+    SDK (`insufficient_scope` with the scope it needs, for a token). Reads the body `BodyLimit` (outside it)
+    buffered; a body that is not a JSON object passes on, for the SDK to refuse."""
 
     def __init__(self, app: ASGIApp, *, metadata_url: str | None, on_reject: Reject) -> None:
         self.app = app
@@ -289,17 +291,7 @@ class ToolScopes:
         if scope["type"] != "http" or identity is None or identity.tools is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        messages: deque[Message] = deque()
-        body = b""
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        tool = _called_tool(body)
+        tool = _called_tool(scope.get(BODY_KEY, b""))
         if tool is not None and not identity.allows(tool):
             self._on_reject("forbidden")
             if identity.kind == "oauth":
@@ -312,11 +304,7 @@ class ToolScopes:
                 header = bearer_challenge(self._metadata_url, "insufficient_scope", description)
             await send_error(send, 403, description, [("www-authenticate", header)])
             return
-
-        async def replay() -> Message:
-            return messages.popleft() if messages else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
 
 def _called_tool(body: bytes) -> str | None:
@@ -413,7 +401,8 @@ class BodyLimit:
         async def replay() -> Message:
             return messages.popleft() if messages else await receive()
 
-        await self.app(scope, replay, send)
+        body = b"".join(message.get("body", b"") for message in messages if message["type"] == "http.request")
+        await self.app({**scope, BODY_KEY: body}, replay, send)
 
 
 class InFlight:

@@ -97,9 +97,21 @@ class Shared:
         self._names = context.RawArray("B", capacity * _DIGEST)
         self._in_flight = context.RawArray("i", capacity * workers)
         self._serving = context.RawArray("b", workers)
+        self._hints: dict[bytes, int] = {}  # this process's last known row of each caller, checked before use
 
     def _row(self, name: bytes, *, claim: bool) -> int | None:
         """The row of caller `name` (a digest), or with `claim` a free row made its own; None when neither."""
+        hint = self._hints.get(name)
+        if hint is not None and bytes(self._names[hint * _DIGEST : (hint + 1) * _DIGEST]) == name:
+            return hint
+        row = self._search(name, claim=claim)
+        if row is not None:
+            if len(self._hints) >= self.capacity:
+                self._hints.clear()
+            self._hints[name] = row
+        return row
+
+    def _search(self, name: bytes, *, claim: bool) -> int | None:
         names = memoryview(self._names).tobytes()
         start = 0
         while (found := names.find(name, start)) != -1:
