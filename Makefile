@@ -16,6 +16,7 @@ TARGET_DB ?=
 ADMIN_URL ?=
 SCHEMAS ?=
 FORCE ?=
+BACKUPS ?=
 CA ?=
 # external: where your own PostgreSQL is (a libpq URI without user or password), and the role make restore uses there
 URL ?=
@@ -50,8 +51,8 @@ logs: ## follow the stack's logs (SERVICE=<name> for one)
 psql: ## open psql in the postgres container (ROLE=postgres|app_owner|mcp_reader|backup_operator)
 	ops/psql.sh $(ROLE)
 
-clean: ## remove the stack and its volumes (asks first; FORCE=1 to skip the question)
-	FORCE=$(FORCE) ops/clean.sh
+clean: ## remove the stack and its volumes but the backups (asks first; FORCE=1 to skip the question; BACKUPS=1: the backups too)
+	FORCE=$(FORCE) BACKUPS=$(BACKUPS) ops/clean.sh
 
 rotate-password: ## give ROLE=<role> (required) a new random password and recreate the service that uses it
 	ops/rotate-password.sh $(ROLE)

@@ -1,6 +1,7 @@
 """The front door as a user drives it: `make up`, `make psql`, `make down && make up` keeps the data, and
-`make clean FORCE=1` removes it. Runs `make` itself (not Compose directly) on a project of its own, with its
-own secrets and free loopback ports, and removes that project at the end whatever happens."""
+`make clean FORCE=1` removes it but its backups (`BACKUPS=1` those too). Runs `make` itself (not Compose
+directly) on a project of its own, with its own secrets and free loopback ports, and removes that project at the
+end whatever happens."""
 
 from __future__ import annotations
 
@@ -70,7 +71,18 @@ def test_make_up_down_up_keeps_the_data_and_clean_removes_it(project: Stack) -> 
     with psycopg.connect(project.dsn("app_owner")) as conn:
         assert conn.execute("SELECT note FROM shop.lifecycle_probe").fetchall() == [("written before make down",)]
 
+    make(project, "backup-now")
     cleaned = make(project, "clean", "FORCE=1")
-    assert f"==> removing project {project.project} with its volumes" in cleaned.stderr
-    assert volumes(project) == set()
+    backups = f"{project.project}_backups"
+    assert f"==> removing project {project.project} with its volumes, except the backups ({backups})" in cleaned.stderr
+    assert volumes(project) == {backups}  # the database is gone, its backups are not
     assert project.compose("ps", "-q").stdout.split() == []
+    listed = docker.from_env().containers.run(
+        project.image("PYTHON_IMAGE"), ["ls", "/backups/sets"], volumes={backups: {"bind": "/backups", "mode": "ro"}},
+        remove=True, user="0",
+    )  # fmt: skip
+    assert listed.split(), "the backup set taken before make clean is gone"
+
+    cleaned = make(project, "clean", "FORCE=1", "BACKUPS=1")
+    assert f"==> removing project {project.project} with its volumes, the backups included" in cleaned.stderr
+    assert volumes(project) == set()
