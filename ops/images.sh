@@ -12,6 +12,8 @@
 #                                      (ops/images/postgres)
 #   pgstack/haproxy:3.2-sid            Debian's haproxy, for PROFILE=scale only (ops/images/haproxy)
 #   pgstack/caddy:2.11-sid             Debian's caddy, for PROFILE=tls only (ops/images/caddy)
+#   pgstack/prometheus:3.5-sid         Debian's prometheus and promtool, for PROFILE=monitoring and the alert
+#                                      rules' unit tests (ops/images/prometheus)
 # The Debian mirror is the one this host's apt uses (DEBIAN_MIRROR overrides it).
 # The choice is written to .state/images.env, which ops/compose.sh reads.
 # usage: ops/images.sh            (choose, building stand-ins when needed)
@@ -24,16 +26,19 @@ OFFICIAL_POSTGRES_IMAGE="postgres:18.6-bookworm"
 OFFICIAL_PYTHON_IMAGE="python:3.11-slim-bookworm"
 OFFICIAL_HAPROXY_IMAGE="haproxy:3.2"
 OFFICIAL_CADDY_IMAGE="caddy:2.11"
+OFFICIAL_PROMETHEUS_IMAGE="prom/prometheus:v3.5.0"
 STANDIN_DEBIAN_IMAGE="pgstack/debian:bookworm"
 STANDIN_DEBIAN_SID_IMAGE="pgstack/debian:sid"
 STANDIN_PYTHON_IMAGE="pgstack/python:3.11-bookworm"
 STANDIN_POSTGRES_IMAGE="pgstack/postgres:18.6-sid"
 STANDIN_HAPROXY_IMAGE="pgstack/haproxy:3.2-sid"
 STANDIN_CADDY_IMAGE="pgstack/caddy:2.11-sid"
+STANDIN_PROMETHEUS_IMAGE="pgstack/prometheus:3.5-sid"
 # Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
 POSTGRES_DEBIAN_VERSION="18.6-3"
 HAPROXY_DEBIAN_VERSION="3.2.26-1"
 CADDY_DEBIAN_VERSION="2.11.4-1"
+PROMETHEUS_DEBIAN_VERSION="3.5.3+ds1-6"
 # PROFILE=pooler's image (compose/pgbouncer) installs this package on the postgres image: pinned on the stand-in
 PGBOUNCER_STANDIN_PACKAGE="pgbouncer=1.26.1-1"
 
@@ -218,12 +223,22 @@ images_build_caddy() {
 		"CADDY_DEBIAN_VERSION=$CADDY_DEBIAN_VERSION"
 }
 
-# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE PGBOUNCER_PACKAGE CADDY_IMAGE
+# usage: images_build_prometheus
+images_build_prometheus() {
+	if images_present "$STANDIN_PROMETHEUS_IMAGE"; then
+		ops_note "$STANDIN_PROMETHEUS_IMAGE already built"
+		return 0
+	fi
+	images_build "$STANDIN_PROMETHEUS_IMAGE" "$OPS_ROOT/ops/images/prometheus" \
+		"BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" "PROMETHEUS_DEBIAN_VERSION=$PROMETHEUS_DEBIAN_VERSION"
+}
+
+# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE PGBOUNCER_PACKAGE CADDY_IMAGE PROMETHEUS_IMAGE
 images_write_choice() {
 	mkdir -p "$OPS_STATE_DIR"
-	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\nPGBOUNCER_PACKAGE=%s\nCADDY_IMAGE=%s\n' \
-		"$1" "$2" "$3" "$4" "$5" >"$OPS_STATE_DIR/images.env"
-	ops_step "base images: postgres=$1 python=$2 haproxy=$3 caddy=$5"
+	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\nPGBOUNCER_PACKAGE=%s\nCADDY_IMAGE=%s\nPROMETHEUS_IMAGE=%s\n' \
+		"$1" "$2" "$3" "$4" "$5" "$6" >"$OPS_STATE_DIR/images.env"
+	ops_step "base images: postgres=$1 python=$2 haproxy=$3 caddy=$5 prometheus=$6"
 }
 
 images_main() {
@@ -231,16 +246,20 @@ images_main() {
 	if [[ -n "${POSTGRES_IMAGE:-}" && -n "${PYTHON_IMAGE:-}" ]]; then
 		ops_note "using POSTGRES_IMAGE=$POSTGRES_IMAGE and PYTHON_IMAGE=$PYTHON_IMAGE from the environment"
 		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}" \
-			"${PGBOUNCER_PACKAGE:-pgbouncer}" "${CADDY_IMAGE:-$OFFICIAL_CADDY_IMAGE}"
+			"${PGBOUNCER_PACKAGE:-pgbouncer}" "${CADDY_IMAGE:-$OFFICIAL_CADDY_IMAGE}" \
+			"${PROMETHEUS_IMAGE:-$OFFICIAL_PROMETHEUS_IMAGE}"
 		return 0
 	fi
 	ops_step "choosing base images"
-	local scale=0 tls=0
+	local scale=0 tls=0 monitoring=0
 	if ops_profile scale; then
 		scale=1
 	fi
 	if ops_profile tls; then
 		tls=1
+	fi
+	if ops_profile monitoring; then
+		monitoring=1
 	fi
 	if [[ "${1:-}" != "--offline" ]] && images_pull_official; then
 		if ((scale)) && ! images_present "$OFFICIAL_HAPROXY_IMAGE"; then
@@ -249,8 +268,11 @@ images_main() {
 		if ((tls)) && ! images_present "$OFFICIAL_CADDY_IMAGE"; then
 			docker pull "$OFFICIAL_CADDY_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_CADDY_IMAGE"
 		fi
+		if ((monitoring)) && ! images_present "$OFFICIAL_PROMETHEUS_IMAGE"; then
+			docker pull "$OFFICIAL_PROMETHEUS_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_PROMETHEUS_IMAGE"
+		fi
 		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE" "$OFFICIAL_HAPROXY_IMAGE" pgbouncer \
-			"$OFFICIAL_CADDY_IMAGE"
+			"$OFFICIAL_CADDY_IMAGE" "$OFFICIAL_PROMETHEUS_IMAGE"
 		return 0
 	fi
 	images_build_debian bookworm "$STANDIN_DEBIAN_IMAGE"
@@ -263,8 +285,11 @@ images_main() {
 	if ((tls)); then
 		images_build_caddy
 	fi
+	if ((monitoring)); then
+		images_build_prometheus
+	fi
 	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE" "$STANDIN_HAPROXY_IMAGE" \
-		"$PGBOUNCER_STANDIN_PACKAGE" "$STANDIN_CADDY_IMAGE"
+		"$PGBOUNCER_STANDIN_PACKAGE" "$STANDIN_CADDY_IMAGE" "$STANDIN_PROMETHEUS_IMAGE"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

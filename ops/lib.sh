@@ -12,7 +12,7 @@ OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
 # Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
 OPS_EXTERNAL_FILE="$OPS_ROOT/compose/external.yaml"
 # The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml, in this order.
-OPS_PROFILES=(scale pooler tls)
+OPS_PROFILES=(scale pooler tls monitoring)
 # A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
 # --file is given, and ops/compose.sh gives them). PGSTACK_OVERRIDE_FILE names another one (tests do).
 OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.yaml}"
@@ -308,7 +308,7 @@ ops_profiles() {
 		profile="${profile// /}"
 		[[ -z "$profile" || " ${OPS_PROFILES[*]} " == *" $profile "* ]] ||
 			ops_die "PROFILE=$profile is not a profile of the stack" \
-				"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), PROFILE=pooler (PgBouncer), PROFILE=tls (HTTPS through Caddy), several (PROFILE=scale,pooler), or none for the small stack"
+				"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), PROFILE=pooler (PgBouncer), PROFILE=tls (HTTPS through Caddy), PROFILE=monitoring (Prometheus and its alert rules), several (PROFILE=scale,pooler), or none for the small stack"
 	done
 	for known in "${OPS_PROFILES[@]}"; do
 		for profile in "${asked[@]}"; do
