@@ -60,6 +60,10 @@ up_main() {
 		    secrets     compose/secrets/  (mode 0600)
 		    backups     $(ops_setting BACKUP_SCHEDULE 'every 60 minutes')  (make backups, make restore-drill)
 	EOM
+	if ops_profile monitoring; then
+		printf '    Prometheus  http://127.0.0.1:%s  (alerts: compose/prometheus/alerts.yml)\n' \
+			"$(ops_setting PROMETHEUS_PORT 9090)" >&2
+	fi
 }
 
 # usage: up_mcp_endpoint  -> where clients reach MCP, and with what
@@ -84,6 +88,9 @@ up_services() {
 	printf '%s' "$*"
 	if ops_profile tls; then
 		printf ' %s' caddy
+	fi
+	if ops_profile monitoring; then
+		printf ' %s' prometheus
 	fi
 	printf '\n'
 }

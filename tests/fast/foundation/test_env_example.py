@@ -39,6 +39,7 @@ PROFILE_VARIABLES = {
     "PGBOUNCER_PORT",
     "MCP_TLS_PORT",
     "MCP_PUBLISH_ADDRESS",
+    "PROMETHEUS_PORT",
 }  # `every 60 minutes`, `daily at 02:30`
 
 
