@@ -107,7 +107,16 @@ def test_each_role_rotates_and_everything_reads_the_new_password(stack: Stack, r
     assert new != old
     assert accepts(stack, role, new) and not accepts(stack, role, old)
     assert sorted(secret_files(stack)) == sorted(
-        [*ROLE_SECRETS.values(), "mcp_api_keys", "ca.crt", "ca.key", "server.crt", "server.key"]
+        [
+            *ROLE_SECRETS.values(),
+            "mcp_api_keys",
+            "ca.crt",
+            "ca.key",
+            "server.crt",
+            "server.key",
+            "mcp_tls.crt",
+            "mcp_tls.key",
+        ]
     ), "nothing left beside"
     if service:
         container = stack.container(service)
