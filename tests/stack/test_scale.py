@@ -174,9 +174,9 @@ def test_reads_move_to_the_primary_when_the_standby_stops_and_come_back(scale: S
     finally:
         scale.compose("start", "postgres-standby")
         scale.wait_healthy("postgres-standby")
-    wait_until(
-        lambda: all(on_standby(scale) for _ in range(2 * REPLICAS)), timeout=60, what="reads back on the standby"
-    )
+        wait_until(
+            lambda: all(on_standby(scale) for _ in range(2 * REPLICAS)), timeout=60, what="reads back on the standby"
+        )
 
 
 def test_a_standby_that_lags_past_the_limit_stops_receiving_queries(scale: Stack) -> None:

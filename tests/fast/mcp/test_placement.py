@@ -57,6 +57,30 @@ def test_reads_return_to_standbys_only_from_the_primary_or_a_left_out_standby() 
     assert placement.wants_probe()
 
 
+def test_a_standby_that_drops_a_connection_is_left_out_until_the_probe_finds_it() -> None:
+    placement = Placement({**CONNINFO, "target_session_attrs": "prefer-standby"}, max_lag_ms=0)
+    assert placement.dropped("standby-a") is False  # never sampled: nothing known about it
+    placement.observe(server("standby-a"))
+    placement.observe(server("primary", standby=False))
+    assert placement.dropped("primary") is False  # the fallback stays
+    assert placement.dropped("standby-a") is True  # drain: its other connections are likely broken too
+    assert placement.dropped("standby-a") is False  # already out: one drain
+    assert placement.conninfo()["host"] == "standby-b,primary"
+    assert placement.wants_probe()
+    placement.observe(server("standby-b"))
+    assert placement.dropped("standby-b") is True
+    assert placement.conninfo() == {
+        **CONNINFO,
+        "target_session_attrs": "prefer-standby",
+        "host": "primary",
+        "port": "5432",
+    }
+    # without prefer-standby (a plain host list) a dropped connection is libpq's business
+    plain = Placement(CONNINFO, max_lag_ms=2000)
+    plain.observe(server("standby-a"))
+    assert plain.dropped("standby-a") is False
+
+
 async def test_the_sample_of_a_primary(pg: NativePostgres) -> None:
     async with await psycopg.AsyncConnection.connect(pg.dsn(), autocommit=True) as conn:
         found = await sample(conn)

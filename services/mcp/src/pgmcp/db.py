@@ -214,12 +214,16 @@ class Database:
             raise DatabaseUnavailable(await self._diagnose_unavailable()) from None
 
     async def release(self, conn: Connection) -> None:
-        """Give a connection back; the pool discards it when closed, broken or mid-query (`checkout`'s pair)."""
+        """Give a connection back; the pool discards it when closed, broken or mid-query (`checkout`'s pair).
+        A broken one tells `placement` which server dropped it (`Placement.dropped`)."""
         pool = self._pool
         if pool is None:
             await conn.close()
             return
+        drain = conn.broken and self.placement.dropped(_host(conn))
         await pool.putconn(conn)
+        if drain:
+            await pool.drain()
 
     def defer(self, work: Awaitable[None]) -> None:
         """Finish `work` after the current call has answered (its ROLLBACK, `pgmcp.transaction`); `close()` waits
@@ -292,7 +296,7 @@ class Database:
                 except psycopg.Error:
                     continue  # a broken connection: the pool replaces it, the next turn samples another
                 finally:
-                    await pool.putconn(conn)
+                    await self.release(conn)
                 if not drain and self.placement.wants_probe() and time.monotonic() - last_probe >= PROBE_INTERVAL_S:
                     last_probe = time.monotonic()
                     drain = await self.placement.probe(_CONNECTION_OPTIONS)
@@ -448,6 +452,14 @@ class Database:
                 f"use for {waited:.1f} s. This is transient: retry in a few seconds, and prefer cheaper queries"
             )
         return message
+
+
+def _host(conn: Connection) -> str:
+    """The host a connection was made to (still known once it is broken, not once it is closed)."""
+    try:
+        return conn.info.host
+    except psycopg.Error:
+        return ""
 
 
 _CONNECTION_OPTIONS: dict[str, Any] = {

@@ -9,6 +9,9 @@ for async connections). What this module adds, once per `CHECK_INTERVAL_S` in ea
   and its lag, for /readyz and /metrics;
 - a standby whose lag is over the limit is left out of the host list the pool connects with, and the pool is
   drained, so that the following calls reconnect elsewhere (another standby, else the primary);
+- a standby that drops a pooled connection (stopped, restarted, gone) is left out the same way, so that the
+  replacements do not wait on it (a host that went away costs each attempt `connect_timeout`, twice with
+  prefer-standby);
 - while reads are on the primary or a standby is left out, one short connection with
   `target_session_attrs=standby` asks whether a standby answers within the limit again; if one does, it is put
   back and the pool drained, so reads return to standbys. A standby that went away is found the same way.
@@ -82,6 +85,7 @@ class Placement:
         self._ports = [port.strip() for port in ports] if len(ports) == len(hosts) and len(hosts) > 1 else []
         self._max_lag_s = max_lag_ms / 1000 if max_lag_ms else None
         self._left_out: set[str] = set()
+        self._standbys: set[str] = set()  # hosts last sampled as standbys
         attrs = str(self._conninfo.get("target_session_attrs") or "any")
         self.prefers_standby = attrs in ("prefer-standby", "standby")
         self.routing = len(self._hosts) > 1 or self.prefers_standby or self._max_lag_s is not None
@@ -118,6 +122,10 @@ class Placement:
     def observe(self, server: Server) -> bool:
         """Record a pooled connection's sample; True when the pool must be drained (its standby lags too much)."""
         self.current = server
+        if server.standby:
+            self._standbys.add(server.host)
+        else:
+            self._standbys.discard(server.host)
         if not self.too_far_behind(server) or server.host not in self._hosts:
             return False
         self._left_out.add(server.host)
@@ -128,6 +136,18 @@ class Placement:
             server.replay_lag_s or 0.0,
             self._max_lag_s or 0.0,
         )
+        return True
+
+    def dropped(self, host: str) -> bool:
+        """A pooled connection to `host` was found broken. A standby (as last sampled) is left out of the host list
+        until the probe finds it answering again; True when the pool must be drained (its other connections to
+        that host are likely broken too). A primary stays: it is the fallback, and the probe only finds standbys."""
+        if not self.prefers_standby or host not in self._standbys or host in self._left_out:
+            return False
+        if not [other for other in self._hosts if other != host and other not in self._left_out]:
+            return False  # the host list never empties
+        self._left_out.add(host)
+        logger.warning("standby %s dropped a connection: reading elsewhere until it answers again", host)
         return True
 
     def wants_probe(self) -> bool:
