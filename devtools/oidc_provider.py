@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools import processes
 from devtools.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,13 +179,8 @@ class OidcProvider:
         self._launch()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            processes.stop(self.process)
 
     def cleanup(self) -> None:
         self.stop()

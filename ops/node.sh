@@ -73,57 +73,52 @@ node_npm_install() {
 	node_npm install --save-exact --prefix "$NODE_DIR" "$@"
 }
 
-# usage: node_clients_stamp
-# Prints the checksum of the clients' lock file: the installed tree matches it when .state/clients/.installed holds it.
-node_clients_stamp() {
-	sha256sum "$CLIENTS_MANIFEST_DIR/package-lock.json" | cut -d ' ' -f 1
-}
-
-# usage: node_clients_install
-# Installs the pinned clients exactly as locked (npm ci) into $CLIENTS_DIR, unless that tree is already current.
-node_clients_install() {
-	local stamp
-	stamp="$(node_clients_stamp)"
-	if [[ -x "$CLIENTS_DIR/node_modules/.bin/claude" && "$(cat "$CLIENTS_DIR/.installed" 2>/dev/null)" == "$stamp" ]]; then
+# usage: node_tree_install WHAT MANIFEST_DIR DIR MARKER LOG_NAME [VERIFY_FUNCTION]
+# Installs the tree MANIFEST_DIR/package-lock.json locks with npm ci into DIR, unless DIR/MARKER exists and
+# DIR/.installed holds that lock file's checksum. VERIFY_FUNCTION, when given, runs after npm ci and before the
+# checksum is written, so a tree that fails it is installed again next time.
+node_tree_install() {
+	local what="$1" manifest="$2" dir="$3" marker="$4" log="$OPS_STATE_DIR/logs/$5-npm-ci.log" verify="${6:-}" stamp
+	stamp="$(sha256sum "$manifest/package-lock.json" | cut -d ' ' -f 1)"
+	if [[ -e "$dir/$marker" && "$(cat "$dir/.installed" 2>/dev/null)" == "$stamp" ]]; then
 		return 0
 	fi
-	local pins
-	pins="$(sed -n 's/^[[:space:]]*"\([^"]*\)":[[:space:]]*"\([0-9][^"]*\)",\{0,1\}$/\1@\2/p' \
-		"$CLIENTS_MANIFEST_DIR/package.json" | paste -sd ' ')"
-	ops_step "installing the MCP clients $pins into $CLIENTS_DIR (npm ci, about 350 MB)"
-	rm -rf "$CLIENTS_DIR"
-	mkdir -p "$CLIENTS_DIR"
-	cp "$CLIENTS_MANIFEST_DIR/package.json" "$CLIENTS_MANIFEST_DIR/package-lock.json" "$CLIENTS_DIR/"
-	local log="$OPS_STATE_DIR/logs/clients-npm-ci.log"
-	ops_run_with_progress '^(added|npm (warn|error))' "$log" node_npm ci --prefix "$CLIENTS_DIR" \
-		|| ops_die "unable to install the MCP clients from $CLIENTS_MANIFEST_DIR/package-lock.json" \
+	ops_step "installing $what into $dir (npm ci of $manifest/package-lock.json)"
+	rm -rf "$dir"
+	mkdir -p "$dir" "$(dirname "$log")"
+	cp "$manifest/package.json" "$manifest/package-lock.json" "$dir/"
+	ops_run_with_progress '^(added|npm (warn|error))' "$log" node_npm ci --prefix "$dir" \
+		|| ops_die "unable to install $what from $manifest/package-lock.json" \
 			"hint: check that the npm registry is reachable (npm ping); npm's output is in $log"
+	[[ -z "$verify" ]] || "$verify"
+	printf '%s\n' "$stamp" >"$dir/.installed"
+}
+
+# usage: node_clients_verify
+# Fails loudly when claude does not run after npm ci (its native binary comes from an install script).
+node_clients_verify() {
 	if ! "$CLIENTS_DIR/node_modules/.bin/claude" --version >/dev/null; then
 		ops_die "unable to install the MCP clients: claude does not run after npm ci" \
 			"hint: its postinstall script copies the native binary from @anthropic-ai/claude-code-linux-x64;" \
 			"      npm must install optional dependencies and run install scripts (no --omit=optional, no --ignore-scripts)"
 	fi
-	printf '%s\n' "$stamp" >"$CLIENTS_DIR/.installed"
+}
+
+# usage: node_clients_install
+# The pinned MCP clients (tests/clients/package-lock.json, about 350 MB) in $CLIENTS_DIR.
+node_clients_install() {
+	local pins
+	pins="$(sed -n 's/^[[:space:]]*"\([^"]*\)":[[:space:]]*"\([0-9][^"]*\)",\{0,1\}$/\1@\2/p' \
+		"$CLIENTS_MANIFEST_DIR/package.json" | paste -sd ' ')"
+	node_tree_install "the MCP clients $pins" "$CLIENTS_MANIFEST_DIR" "$CLIENTS_DIR" node_modules/.bin/claude clients \
+		node_clients_verify
 }
 
 # usage: node_oidc_install
-# Installs the pinned OpenID provider (oidc-provider, tests/oidc/package-lock.json) with npm ci into $OIDC_DIR,
-# unless that tree is already current.
+# The pinned OpenID provider (oidc-provider, tests/oidc/package-lock.json) in $OIDC_DIR.
 node_oidc_install() {
-	local stamp
-	stamp="$(sha256sum "$OIDC_MANIFEST_DIR/package-lock.json" | cut -d ' ' -f 1)"
-	if [[ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" && "$(cat "$OIDC_DIR/.installed" 2>/dev/null)" == "$stamp" ]]; then
-		return 0
-	fi
-	ops_step "installing the OpenID provider (oidc-provider, tests/oidc/package-lock.json) into $OIDC_DIR (npm ci)"
-	rm -rf "$OIDC_DIR"
-	mkdir -p "$OIDC_DIR"
-	cp "$OIDC_MANIFEST_DIR/package.json" "$OIDC_MANIFEST_DIR/package-lock.json" "$OIDC_DIR/"
-	local log="$OPS_STATE_DIR/logs/oidc-npm-ci.log"
-	ops_run_with_progress '^(added|npm (warn|error))' "$log" node_npm ci --prefix "$OIDC_DIR" \
-		|| ops_die "unable to install oidc-provider from $OIDC_MANIFEST_DIR/package-lock.json" \
-			"hint: check that the npm registry is reachable (npm ping); npm's output is in $log"
-	printf '%s\n' "$stamp" >"$OIDC_DIR/.installed"
+	node_tree_install "the OpenID provider (oidc-provider)" "$OIDC_MANIFEST_DIR" "$OIDC_DIR" \
+		node_modules/oidc-provider/package.json oidc
 }
 
 node_main() {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -276,8 +276,8 @@ def _check_statement(statement: ast.Node | None, policy: FunctionPolicy) -> None
     _walk(statement, policy)
 
 
-def _walk(root: ast.Node, policy: FunctionPolicy) -> None:
-    """Check every node below and including `root`; raise QueryRejected at the first refused one."""
+def _nodes(root: Any) -> Iterator[ast.Node]:
+    """Every pglast node below and including `root` (a node, or a tuple or list of them), depth first."""
     stack: list[Any] = [root]
     while stack:
         item = stack.pop()
@@ -286,11 +286,17 @@ def _walk(root: ast.Node, policy: FunctionPolicy) -> None:
             continue
         if not isinstance(item, ast.Node):
             continue
-        _check_node(item, policy)
-        for slot in vars(type(item))["__slots__"]:  # every pglast node class declares its own fields so
+        yield item
+        for slot in vars(type(item))["__slots__"]:  # each pglast node class declares all of its own fields
             value = getattr(item, slot, None)
             if isinstance(value, (ast.Node, tuple, list)):
                 stack.append(value)
+
+
+def _walk(root: ast.Node, policy: FunctionPolicy) -> None:
+    """Check every node below and including `root`; raise QueryRejected at the first refused one."""
+    for node in _nodes(root):
+        _check_node(node, policy)
 
 
 def _check_node(node: ast.Node, policy: FunctionPolicy) -> None:
@@ -441,14 +447,7 @@ def references(root: Any) -> tuple[frozenset[str], frozenset[str]]:
     relations it reads (for a caller limited to some schemas: `pgmcp.scope`)."""
     qualifiers: set[str] = set()
     relations: set[str] = set()
-    stack: list[Any] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (tuple, list)):
-            stack.extend(item)
-            continue
-        if not isinstance(item, ast.Node):
-            continue
+    for item in _nodes(root):
         if isinstance(item, ast.RangeVar):
             relations.add(item.relname or "")
             if item.schemaname:
@@ -458,10 +457,6 @@ def references(root: Any) -> tuple[frozenset[str], frozenset[str]]:
                      if isinstance(part, ast.String)]  # fmt: skip
             if len(parts) > 1:
                 qualifiers.add(parts[-2])
-        for slot in vars(type(item))["__slots__"]:
-            value = getattr(item, slot, None)
-            if isinstance(value, (ast.Node, tuple, list)):
-                stack.append(value)
     return frozenset(qualifiers), frozenset(relations)
 
 
