@@ -36,7 +36,7 @@ help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
 	@grep -hE '^[a-zA-Z0-9_./-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 
-up: ## start the stack (installs Docker and builds offline images on a bare Debian machine; PROFILE=scale: replicas, standby, HAProxy; PROFILE=tls: HTTPS through Caddy; PROFILE=monitoring: Prometheus and the alert rules)
+up: ## start the stack (installs Docker and builds offline images on a bare Debian machine; PROFILE=scale: replicas, standby, HAProxy; PROFILE=tls: HTTPS through Caddy; PROFILE=monitoring: Prometheus, the alert rules, Alertmanager to the webhook, postgres_exporter)
 	ops/up.sh
 
 down: ## stop the stack, keeping its data

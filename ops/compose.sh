@@ -28,6 +28,10 @@ compose_main() {
 			ops_die "PROFILE=scale needs the bundled postgres (its hot standby is cloned from it)" \
 				"hint: in external mode, point MCP_DATABASE_URL at your standbys and primary (a host list with target_session_attrs=prefer-standby)"
 		fi
+		if [[ "$profile" == monitoring ]] && ops_external; then
+			ops_die "PROFILE=monitoring needs the bundled postgres (postgres_exporter logs in to it as backup_operator)" \
+				"hint: monitor your own server with an exporter of yours, or make bundled, then make up PROFILE=monitoring"
+		fi
 		files+=(--file "$OPS_ROOT/compose/$profile.yaml")
 	done
 	local publish

@@ -12,8 +12,8 @@
 #                                      (ops/images/postgres)
 #   pgstack/haproxy:3.2-sid            Debian's haproxy, for PROFILE=scale only (ops/images/haproxy)
 #   pgstack/caddy:2.11-sid             Debian's caddy, for PROFILE=tls only (ops/images/caddy)
-#   pgstack/prometheus:3.5-sid         Debian's prometheus and promtool, for PROFILE=monitoring and the alert
-#                                      rules' unit tests (ops/images/prometheus)
+#   pgstack/monitoring:3.5-sid         Debian's prometheus, promtool, alertmanager and postgres-exporter, for
+#                                      PROFILE=monitoring and the alert rules' unit tests (ops/images/monitoring)
 # The Debian mirror is the one this host's apt uses (DEBIAN_MIRROR overrides it).
 # The choice is written to .state/images.env, which ops/compose.sh reads.
 # usage: ops/images.sh            (choose, building stand-ins when needed)
@@ -27,18 +27,22 @@ OFFICIAL_PYTHON_IMAGE="python:3.11-slim-bookworm"
 OFFICIAL_HAPROXY_IMAGE="haproxy:3.2"
 OFFICIAL_CADDY_IMAGE="caddy:2.11"
 OFFICIAL_PROMETHEUS_IMAGE="prom/prometheus:v3.5.0"
+OFFICIAL_ALERTMANAGER_IMAGE="prom/alertmanager:v0.33.1"
+OFFICIAL_POSTGRES_EXPORTER_IMAGE="prometheuscommunity/postgres-exporter:v0.19.1"
 STANDIN_DEBIAN_IMAGE="pgstack/debian:bookworm"
 STANDIN_DEBIAN_SID_IMAGE="pgstack/debian:sid"
 STANDIN_PYTHON_IMAGE="pgstack/python:3.11-bookworm"
 STANDIN_POSTGRES_IMAGE="pgstack/postgres:18.6-sid"
 STANDIN_HAPROXY_IMAGE="pgstack/haproxy:3.2-sid"
 STANDIN_CADDY_IMAGE="pgstack/caddy:2.11-sid"
-STANDIN_PROMETHEUS_IMAGE="pgstack/prometheus:3.5-sid"
+STANDIN_MONITORING_IMAGE="pgstack/monitoring:3.5-sid" # Prometheus, Alertmanager and postgres_exporter
 # Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
 POSTGRES_DEBIAN_VERSION="18.6-3"
 HAPROXY_DEBIAN_VERSION="3.2.26-1"
 CADDY_DEBIAN_VERSION="2.11.4-1"
 PROMETHEUS_DEBIAN_VERSION="3.5.3+ds1-6"
+ALERTMANAGER_DEBIAN_VERSION="0.33.1-5"
+POSTGRES_EXPORTER_DEBIAN_VERSION="0.19.1-1+b1"
 # PROFILE=pooler's image (compose/pgbouncer) installs this package on the postgres image: pinned on the stand-in
 PGBOUNCER_STANDIN_PACKAGE="pgbouncer=1.26.1-1"
 
@@ -223,22 +227,25 @@ images_build_caddy() {
 		"CADDY_DEBIAN_VERSION=$CADDY_DEBIAN_VERSION"
 }
 
-# usage: images_build_prometheus
-images_build_prometheus() {
-	if images_present "$STANDIN_PROMETHEUS_IMAGE"; then
-		ops_note "$STANDIN_PROMETHEUS_IMAGE already built"
+# usage: images_build_monitoring
+images_build_monitoring() {
+	if images_present "$STANDIN_MONITORING_IMAGE"; then
+		ops_note "$STANDIN_MONITORING_IMAGE already built"
 		return 0
 	fi
-	images_build "$STANDIN_PROMETHEUS_IMAGE" "$OPS_ROOT/ops/images/prometheus" \
-		"BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" "PROMETHEUS_DEBIAN_VERSION=$PROMETHEUS_DEBIAN_VERSION"
+	images_build "$STANDIN_MONITORING_IMAGE" "$OPS_ROOT/ops/images/monitoring" \
+		"BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" "PROMETHEUS_DEBIAN_VERSION=$PROMETHEUS_DEBIAN_VERSION" \
+		"ALERTMANAGER_DEBIAN_VERSION=$ALERTMANAGER_DEBIAN_VERSION" \
+		"POSTGRES_EXPORTER_DEBIAN_VERSION=$POSTGRES_EXPORTER_DEBIAN_VERSION"
 }
 
-# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE PGBOUNCER_PACKAGE CADDY_IMAGE PROMETHEUS_IMAGE
+# usage: images_write_choice POSTGRES_IMAGE PYTHON_IMAGE HAPROXY_IMAGE PGBOUNCER_PACKAGE CADDY_IMAGE PROMETHEUS_IMAGE \
+#                            ALERTMANAGER_IMAGE POSTGRES_EXPORTER_IMAGE
 images_write_choice() {
 	mkdir -p "$OPS_STATE_DIR"
-	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\nPGBOUNCER_PACKAGE=%s\nCADDY_IMAGE=%s\nPROMETHEUS_IMAGE=%s\n' \
-		"$1" "$2" "$3" "$4" "$5" "$6" >"$OPS_STATE_DIR/images.env"
-	ops_step "base images: postgres=$1 python=$2 haproxy=$3 caddy=$5 prometheus=$6"
+	printf 'POSTGRES_IMAGE=%s\nPYTHON_IMAGE=%s\nHAPROXY_IMAGE=%s\nPGBOUNCER_PACKAGE=%s\nCADDY_IMAGE=%s\nPROMETHEUS_IMAGE=%s\nALERTMANAGER_IMAGE=%s\nPOSTGRES_EXPORTER_IMAGE=%s\n' \
+		"$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" >"$OPS_STATE_DIR/images.env"
+	ops_step "base images: postgres=$1 python=$2 haproxy=$3 caddy=$5 prometheus=$6 alertmanager=$7 postgres-exporter=$8"
 }
 
 images_main() {
@@ -247,7 +254,8 @@ images_main() {
 		ops_note "using POSTGRES_IMAGE=$POSTGRES_IMAGE and PYTHON_IMAGE=$PYTHON_IMAGE from the environment"
 		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}" \
 			"${PGBOUNCER_PACKAGE:-pgbouncer}" "${CADDY_IMAGE:-$OFFICIAL_CADDY_IMAGE}" \
-			"${PROMETHEUS_IMAGE:-$OFFICIAL_PROMETHEUS_IMAGE}"
+			"${PROMETHEUS_IMAGE:-$OFFICIAL_PROMETHEUS_IMAGE}" "${ALERTMANAGER_IMAGE:-$OFFICIAL_ALERTMANAGER_IMAGE}" \
+			"${POSTGRES_EXPORTER_IMAGE:-$OFFICIAL_POSTGRES_EXPORTER_IMAGE}"
 		return 0
 	fi
 	ops_step "choosing base images"
@@ -268,11 +276,15 @@ images_main() {
 		if ((tls)) && ! images_present "$OFFICIAL_CADDY_IMAGE"; then
 			docker pull "$OFFICIAL_CADDY_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_CADDY_IMAGE"
 		fi
-		if ((monitoring)) && ! images_present "$OFFICIAL_PROMETHEUS_IMAGE"; then
-			docker pull "$OFFICIAL_PROMETHEUS_IMAGE" >/dev/null || ops_die "unable to pull $OFFICIAL_PROMETHEUS_IMAGE"
+		if ((monitoring)); then
+			local image
+			for image in "$OFFICIAL_PROMETHEUS_IMAGE" "$OFFICIAL_ALERTMANAGER_IMAGE" "$OFFICIAL_POSTGRES_EXPORTER_IMAGE"; do
+				images_present "$image" || docker pull "$image" >/dev/null || ops_die "unable to pull $image"
+			done
 		fi
 		images_write_choice "$OFFICIAL_POSTGRES_IMAGE" "$OFFICIAL_PYTHON_IMAGE" "$OFFICIAL_HAPROXY_IMAGE" pgbouncer \
-			"$OFFICIAL_CADDY_IMAGE" "$OFFICIAL_PROMETHEUS_IMAGE"
+			"$OFFICIAL_CADDY_IMAGE" "$OFFICIAL_PROMETHEUS_IMAGE" "$OFFICIAL_ALERTMANAGER_IMAGE" \
+			"$OFFICIAL_POSTGRES_EXPORTER_IMAGE"
 		return 0
 	fi
 	images_build_debian bookworm "$STANDIN_DEBIAN_IMAGE"
@@ -286,10 +298,11 @@ images_main() {
 		images_build_caddy
 	fi
 	if ((monitoring)); then
-		images_build_prometheus
+		images_build_monitoring
 	fi
 	images_write_choice "$STANDIN_POSTGRES_IMAGE" "$STANDIN_PYTHON_IMAGE" "$STANDIN_HAPROXY_IMAGE" \
-		"$PGBOUNCER_STANDIN_PACKAGE" "$STANDIN_CADDY_IMAGE" "$STANDIN_PROMETHEUS_IMAGE"
+		"$PGBOUNCER_STANDIN_PACKAGE" "$STANDIN_CADDY_IMAGE" "$STANDIN_MONITORING_IMAGE" "$STANDIN_MONITORING_IMAGE" \
+		"$STANDIN_MONITORING_IMAGE"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

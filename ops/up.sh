@@ -63,6 +63,8 @@ up_main() {
 	if ops_profile monitoring; then
 		printf '    Prometheus  http://127.0.0.1:%s  (alerts: compose/prometheus/alerts.yml)\n' \
 			"$(ops_setting PROMETHEUS_PORT 9090)" >&2
+		printf '    Alertmanager http://127.0.0.1:%s  (sends to %s)\n' "$(ops_setting ALERTMANAGER_PORT 9093)" \
+			"$(if [[ -n "$(ops_setting BACKUP_WEBHOOK_URL '')" ]]; then echo BACKUP_WEBHOOK_URL; else echo 'nowhere: BACKUP_WEBHOOK_URL is not set'; fi)" >&2
 	fi
 }
 
@@ -90,7 +92,7 @@ up_services() {
 		printf ' %s' caddy
 	fi
 	if ops_profile monitoring; then
-		printf ' %s' prometheus
+		printf ' %s' postgres-exporter alertmanager prometheus
 	fi
 	printf '\n'
 }

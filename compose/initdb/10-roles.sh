@@ -64,10 +64,11 @@ roles_main() {
 		ALTER ROLE mcp_reader SET temp_file_limit = '1GB';
 
 		-- Backup operator: reads every table of every database; may use the reserved connection slots,
-		-- so a backup still runs when ordinary clients hold every other slot.
+		-- so a backup still runs when ordinary clients hold every other slot; reads every session's state
+		-- (pg_monitor), for postgres_exporter with PROFILE=monitoring.
 		CREATE ROLE backup_operator LOGIN PASSWORD :'backup_pw'
 			NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-			IN ROLE pg_read_all_data, pg_use_reserved_connections;
+			IN ROLE pg_read_all_data, pg_use_reserved_connections, pg_monitor;
 
 		-- Replicator: what a hot standby's pg_basebackup and WAL receiver log in as. REPLICATION and nothing
 		-- else: no database to connect to (pg_hba.conf lets it reach only the `replication` pseudo-database),

@@ -164,7 +164,11 @@ def check_role_attributes(attributes: dict[str, dict[str, object]]) -> None:
     assert "idle_in_transaction_session_timeout=60s" in settings.split(",")
     assert "temp_file_limit=1GB" in settings
     assert reader["member_of"] == []
-    assert attributes["backup_operator"]["member_of"] == ["pg_read_all_data", "pg_use_reserved_connections"]
+    assert attributes["backup_operator"]["member_of"] == [
+        "pg_monitor",
+        "pg_read_all_data",
+        "pg_use_reserved_connections",
+    ]
     assert attributes["app_owner"]["member_of"] == []
     replicator = attributes["replicator"]
     assert replicator["member_of"] == [] and replicator["settings"] == "" and replicator["connlimit"] == 5

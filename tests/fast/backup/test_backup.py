@@ -70,6 +70,7 @@ def test_roles_are_recorded_without_passwords(shared_set_dir: Path) -> None:
     assert "default_transaction_read_only=on" in roles["mcp_reader"].settings
     assert roles["mcp_reader"].connection_limit == 20 and not roles["mcp_reader"].inherit
     assert {membership.role for membership in roles["backup_operator"].member_of} == {
+        "pg_monitor",
         "pg_read_all_data",
         "pg_use_reserved_connections",
     }

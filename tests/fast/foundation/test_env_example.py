@@ -40,6 +40,8 @@ PROFILE_VARIABLES = {
     "MCP_TLS_PORT",
     "MCP_PUBLISH_ADDRESS",
     "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "ALERTMANAGER_GROUP_WAIT",
 }  # `every 60 minutes`, `daily at 02:30`
 
 

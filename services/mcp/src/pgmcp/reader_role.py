@@ -48,8 +48,9 @@ READER_SETTINGS: dict[str, str] = {
     "temp_file_limit": "1GB",  # only a superuser may set it: left out, with a note, for other admins
 }
 # pg_read_all_data: pg_dump reads every table; pg_use_reserved_connections: a backup still gets a slot when
-# ordinary clients hold all the others
-BACKUP_MEMBERSHIPS = ("pg_read_all_data", "pg_use_reserved_connections")
+# ordinary clients hold all the others; pg_monitor: postgres_exporter (PROFILE=monitoring) logs in as this role
+# and reads every session's state and the WAL directory's size
+BACKUP_MEMBERSHIPS = ("pg_read_all_data", "pg_use_reserved_connections", "pg_monitor")
 _ATTRIBUTES = ("rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls", "rolcanlogin")
 _KEYWORDS = {
     "rolsuper": "SUPERUSER",
