@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill upgrade rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -122,6 +122,16 @@ restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP
 
 restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
 	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"
+
+upgrade: ## replace the running stack with this checkout's version: verified backup, drill, services one at a time, smoke query (STACK_VERSION=<v> for another)
+	ops/upgrade.sh
+
+rollback: ## return the running stack to the release before (after a failed upgrade: the last healthy one), with its own images and files
+	ops/rollback.sh
+
+version: ## print this checkout's version (the tag of its images) and what the running stack runs
+	@echo "this checkout: $$(ops/version.sh)"
+	@bash -c 'source ops/lib.sh; source ops/releases.sh; echo "running:       $$(releases_running mcp || echo nothing)"'
 
 bench: venv ## MCP benchmark: tool calls vs raw psycopg, medians and p95 (reports/bench-mcp.json)
 	$(PY) -m loadtests.bench_mcp

@@ -2,9 +2,11 @@
 # Run Compose v2 (`docker compose`) on the stack with the right project name and base images.
 #   COMPOSE_PROJECT_NAME  project (container and volume prefix), default pgstack
 #   POSTGRES_IMAGE, PYTHON_IMAGE  override the choice ops/images.sh recorded
-#   PROFILE  optional profiles, comma-separated (scale, pooler, tls); from the environment or compose/.env
+#   PROFILE  optional profiles, comma-separated (scale, pooler, tls, monitoring); from the environment or compose/.env
 #   MCP_PUBLISH_ADDRESS  where PROFILE=tls publishes HTTPS (default 127.0.0.1); anything else needs PROFILE=tls
 #   PGSTACK_OVERRIDE_FILE  your Compose overrides (default compose/compose.override.yaml, used when it exists)
+#   STACK_VERSION  the version of the stack's own images (default: this checkout's, ops/version.sh)
+#   OPS_COMPOSE_DIR, OPS_IMAGE_CHOICE  a release's copy of compose/ and of .state/images.env (make rollback)
 # The files: compose/compose.yaml; compose/external.yaml in external mode (make external); compose/<profile>.yaml
 # for each of PROFILE's profiles (PROFILE=scale: compose/scale.yaml); the override last.
 # usage: ops/compose.sh COMPOSE-ARGS...
@@ -32,7 +34,7 @@ compose_main() {
 			ops_die "PROFILE=monitoring needs the bundled postgres (postgres_exporter logs in to it as backup_operator)" \
 				"hint: monitor your own server with an exporter of yours, or make bundled, then make up PROFILE=monitoring"
 		fi
-		files+=(--file "$OPS_ROOT/compose/$profile.yaml")
+		files+=(--file "$OPS_COMPOSE_DIR/$profile.yaml")
 	done
 	local publish
 	publish="$(ops_setting MCP_PUBLISH_ADDRESS 127.0.0.1)"
@@ -42,6 +44,14 @@ compose_main() {
 	fi
 	if [[ -f "$OPS_OVERRIDE_FILE" ]]; then
 		files+=(--file "$OPS_OVERRIDE_FILE")
+	fi
+	if [[ "$OPS_COMPOSE_DIR" != "$OPS_ROOT/compose" ]]; then
+		# a release's copy of the files (ops/releases.sh): this checkout's settings and secrets
+		export SECRETS_DIR
+		SECRETS_DIR="$(ops_secrets_dir)"
+		if [[ -f "$OPS_ENV_FILE" ]]; then
+			files+=(--env-file "$OPS_ENV_FILE")
+		fi
 	fi
 	exec docker compose --project-name "${COMPOSE_PROJECT_NAME:-pgstack}" "${files[@]}" "$@"
 }

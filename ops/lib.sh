@@ -8,9 +8,12 @@ OPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OPS_STATE_DIR="${OPS_STATE_DIR:-$OPS_ROOT/.state}"
 # The development virtualenv (`make venv`).
 OPS_VENV="${OPS_VENV:-$OPS_ROOT/.venv}"
-OPS_COMPOSE_FILE="$OPS_ROOT/compose/compose.yaml"
+# The Compose files ops/compose.sh runs: this checkout's, or a release's copy (OPS_COMPOSE_DIR, set by
+# ops/rollback.sh to .state/releases/<project>/<version>/compose: ops/releases.sh).
+OPS_COMPOSE_DIR="${OPS_COMPOSE_DIR:-$OPS_ROOT/compose}"
+OPS_COMPOSE_FILE="$OPS_COMPOSE_DIR/compose.yaml"
 # Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
-OPS_EXTERNAL_FILE="$OPS_ROOT/compose/external.yaml"
+OPS_EXTERNAL_FILE="$OPS_COMPOSE_DIR/external.yaml"
 # The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml, in this order.
 OPS_PROFILES=(scale pooler tls monitoring)
 # A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
@@ -224,25 +227,64 @@ ops_pip() {
 	GIT_ALLOW_PROTOCOL=none "$python" -m pip --disable-pip-version-check "$@"
 }
 
+# usage: ops_stack_version  -> the version the images of this checkout are tagged with
+# STACK_VERSION when set; else VERSION, the commit and, for a tree with uncommitted changes, "-dirty":
+# 0.12.0-1a2b3c4 or 0.12.0-1a2b3c4-dirty (just VERSION outside a git checkout). A clean version's images are
+# built once and never again (ops_build_services); a dirty one's are rebuilt as the tree changes.
+ops_stack_version() {
+	if [[ -n "${STACK_VERSION:-}" ]]; then
+		printf '%s' "$STACK_VERSION"
+		return 0
+	fi
+	local version commit
+	version="$(tr -d '[:space:]' <"$OPS_ROOT/VERSION")"
+	if commit="$(git -C "$OPS_ROOT" rev-parse --short=7 HEAD 2>/dev/null)"; then
+		version+="-$commit"
+		if [[ -n "$(git -C "$OPS_ROOT" status --porcelain --untracked-files=normal 2>/dev/null)" ]]; then
+			version+="-dirty"
+		fi
+	fi
+	printf '%s' "$version"
+}
+
+# usage: ops_export_stack_version  (sets STACK_VERSION for Compose, which tags pgstack/<service>:STACK_VERSION)
+ops_export_stack_version() {
+	STACK_VERSION="$(ops_stack_version)"
+	export STACK_VERSION
+}
+
 # usage: ops_build_services
-# Builds the mcp and backup images (tag STACK_VERSION, default dev), and pgbouncer's with PROFILE=pooler,
-# showing each build step as it starts.
+# Builds the mcp and backup images (tag STACK_VERSION: ops_stack_version), and pgbouncer's with PROFILE=pooler,
+# showing each build step and the time since the start. A clean version whose images exist is not built again:
+# images are never overwritten, so an older version's stay there for make rollback.
 ops_build_services() {
+	ops_export_stack_version
 	local log="$OPS_STATE_DIR/logs/build-services.log"
 	local -a services=(mcp backup)
 	if ops_profile pooler; then
 		services+=(pgbouncer)
 	fi
-	ops_step "building the ${services[*]} images (tag ${STACK_VERSION:-dev})"
+	if [[ "$STACK_VERSION" != *-dirty ]]; then
+		local service missing=0
+		for service in "${services[@]}"; do
+			docker image inspect "pgstack/$service:$STACK_VERSION" >/dev/null 2>&1 || missing=1
+		done
+		if ((!missing)); then
+			ops_note "the ${services[*]} images of version $STACK_VERSION are built already (never rebuilt)"
+			return 0
+		fi
+	fi
+	ops_step "building the ${services[*]} images (version $STACK_VERSION)"
 	ops_run_with_progress "$OPS_BUILD_STEP_LINES" "$log" "$OPS_ROOT/ops/compose.sh" --progress plain build "${services[@]}" ||
 		ops_die "unable to build the ${services[*]} images" "hint: read $log"
 }
 
 # usage: ops_load_image_choice
-# Exports POSTGRES_IMAGE and PYTHON_IMAGE as chosen by ops/images.sh (official or offline stand-ins),
-# unless the caller already set them.
+# Exports POSTGRES_IMAGE, PYTHON_IMAGE, ... as chosen by ops/images.sh (official or offline stand-ins), unless the
+# caller already set them, and STACK_VERSION (ops_export_stack_version).
 ops_load_image_choice() {
-	local choice="$OPS_STATE_DIR/images.env"
+	ops_export_stack_version
+	local choice="${OPS_IMAGE_CHOICE:-$OPS_STATE_DIR/images.env}" # a release's own choice on rollback
 	if [[ -f "$choice" ]]; then
 		local line key value
 		while IFS= read -r line; do

@@ -11,8 +11,16 @@
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=ops/releases.sh
+source "$OPS_ROOT/ops/releases.sh"
 
 up_main() {
+	up_start
+	# what runs now, for make rollback after a later make upgrade
+	releases_record "$(ops_stack_version)"
+}
+
+up_start() {
 	if ops_profile tls && ops_profile scale; then
 		ops_die "PROFILE=scale,tls is not supported yet: Caddy fronts the single mcp service, HAProxy the replicas" \
 			"hint: PROFILE=tls for HTTPS, or PROFILE=scale with TLS terminated by a proxy of yours in front of HAProxy"

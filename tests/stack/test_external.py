@@ -35,7 +35,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from devtools.net import free_port
 from devtools.paths import REPO
 from devtools.tls import CertificateAuthority, write_server_files
-from tests.fixtures.stack import Stack, StackError
+from tests.fixtures.stack import Stack, StackError, stack_version
 from tests.helpers import wait_until
 
 ADMIN_PASSWORD = "external-admin-" + random_tokens.token_hex(8)
@@ -79,7 +79,7 @@ def postgres_image() -> str:
 
 
 def mcp_image() -> str:
-    return f"pgstack/mcp:{os.environ.get('STACK_VERSION', 'dev')}"
+    return f"pgstack/mcp:{stack_version()}"
 
 
 @dataclass

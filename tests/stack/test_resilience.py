@@ -11,7 +11,7 @@ import uuid
 import docker
 import psycopg
 
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import Stack, stack_version
 from tests.helpers import wait_until
 
 
@@ -54,23 +54,27 @@ def test_data_survives_restart_stop_start_down_up_and_rebuild(fresh_stack: Stack
     fresh_stack.up()
     assert marker_present(fresh_stack, marker), "lost after down/up"
 
-    # a rebuild of the images and new containers for every service
-    replaced = {fresh_stack.container(name).image.id for name in ("mcp", "backup")}
-    fresh_stack.compose("build", "--no-cache", "mcp", "backup", timeout=1200)
-    fresh_stack.compose("up", "-d", "--force-recreate", "postgres", "mcp", "backup")
-    fresh_stack.wait_healthy()
-    assert marker_present(fresh_stack, marker), "lost after rebuild and recreate"
-    # the images the rebuild replaced are left untagged: remove them, or every run leaves about 800 MB behind
-    images = docker.from_env().images
-    for image_id in replaced - {fresh_stack.container(name).image.id for name in ("mcp", "backup")}:
-        if images.get(image_id).tags:
-            continue
-        try:
-            images.remove(image_id)
-        except docker.errors.APIError as exc:
-            # 409: another project's containers (the session's shared stack) still run it: left to docker image prune
-            if exc.status_code != 409:
-                raise
+    # a rebuild of the images, from scratch, and new containers for every service: under a version of its own,
+    # since a version's images are never overwritten (ops_build_services)
+    rebuilt = f"{stack_version()}-rebuild-{fresh_stack.project[-8:]}"
+    fresh_stack.extra_env["STACK_VERSION"] = rebuilt
+    try:
+        fresh_stack.compose("build", "--no-cache", "mcp", "backup", timeout=1200)
+        fresh_stack.compose("up", "-d", "--force-recreate", "postgres", "mcp", "backup")
+        fresh_stack.wait_healthy()
+        assert {fresh_stack.container(name).image.tags[0] for name in ("mcp", "backup")} == {
+            f"pgstack/mcp:{rebuilt}",
+            f"pgstack/backup:{rebuilt}",
+        }
+        assert marker_present(fresh_stack, marker), "lost after rebuild and recreate"
+    finally:
+        # about 800 MB a run: the containers go first (the fixture removes the volumes), then the images
+        fresh_stack.compose("down", check=False)
+        for name in ("mcp", "backup"):
+            try:
+                docker.from_env().images.remove(f"pgstack/{name}:{rebuilt}")
+            except docker.errors.ImageNotFound:
+                pass
 
 
 def test_postgres_restarts_after_sigkill_and_keeps_committed_data(fresh_stack: Stack) -> None:

@@ -7,7 +7,6 @@ every node's HAProxy answers. Losing the worker moves its replicas to the manage
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.paths import REPO
-from tests.fixtures.stack import Stack, prepare_images
+from tests.fixtures.stack import Stack, prepare_images, stack_version
 from tests.fixtures.swarm import ADDRESS_POOL, SwarmNode, clean_leftovers, make_bridge, remove_bridge
 from tests.helpers import query_call, wait_until
 
@@ -80,8 +79,8 @@ def cluster() -> Iterator[Cluster]:
     images = [
         project.image("POSTGRES_IMAGE"),
         project.image("HAPROXY_IMAGE"),
-        f"pgstack/mcp:{os.environ.get('STACK_VERSION', 'dev')}",
-        f"pgstack/backup:{os.environ.get('STACK_VERSION', 'dev')}",
+        f"pgstack/mcp:{stack_version()}",
+        f"pgstack/backup:{stack_version()}",
     ]
     manager, worker = SwarmNode(0), SwarmNode(1)
     clean_leftovers(2)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Print the version this checkout's images are tagged with (STACK_VERSION, or VERSION-<commit>[-dirty]).
+# usage: ops/version.sh
+set -Eeuo pipefail
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+printf '%s\n' "$(ops_stack_version)"
