@@ -26,11 +26,12 @@ NAME ?=
 SCOPES ?=
 MAX_ROWS ?=
 EXPIRES ?=
+MAJOR ?=
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill upgrade rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill upgrade upgrade-postgres rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -125,6 +126,9 @@ restore-drill: ## prove the latest backup restores: throwaway server, verify, RT
 
 upgrade: ## replace the running stack with this checkout's version: verified backup, drill, services one at a time, smoke query (STACK_VERSION=<v> for another)
 	ops/upgrade.sh
+
+upgrade-postgres: ## PostgreSQL to its next major release MAJOR=19 with pg_upgrade, the old cluster kept for make rollback (runbooks/upgrade-postgres-major.md)
+	ops/upgrade-postgres.sh "$(MAJOR)"
 
 rollback: ## return the running stack to the release before (after a failed upgrade: the last healthy one), with its own images and files
 	ops/rollback.sh

@@ -18,6 +18,8 @@
 # The choice is written to .state/images.env, which ops/compose.sh reads.
 # usage: ops/images.sh            (choose, building stand-ins when needed)
 #        ops/images.sh --offline  (skip the registry probe: always use the stand-ins)
+#        ops/images.sh --postgres-major 19  (build the next major's image, with the current major's binaries
+#                                            for pg_upgrade, and print its name: make upgrade-postgres)
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +40,12 @@ STANDIN_CADDY_IMAGE="pgstack/caddy:2.11-sid"
 STANDIN_MONITORING_IMAGE="pgstack/monitoring:3.5-sid" # Prometheus, Alertmanager and postgres_exporter
 # Debian's PostgreSQL package, pinned: the mirror's unstable suite may move elsewhere
 POSTGRES_DEBIAN_VERSION="18.6-3"
+# The next major release, for make upgrade-postgres: a release candidate in Debian's experimental suite
+POSTGRES_NEXT_MAJOR=19
+POSTGRES_NEXT_VERSION="19rc1"
+POSTGRES_NEXT_DEBIAN_VERSION="19~rc1-1"
+POSTGRES_NEXT_SUITE=experimental
+STANDIN_POSTGRES_NEXT_IMAGE="pgstack/postgres:19rc1-experimental"
 HAPROXY_DEBIAN_VERSION="3.2.26-1"
 CADDY_DEBIAN_VERSION="2.11.4-1"
 PROMETHEUS_DEBIAN_VERSION="3.5.3+ds1-6"
@@ -207,6 +215,25 @@ images_build_postgres() {
 		"PG_DEBIAN_VERSION=$POSTGRES_DEBIAN_VERSION"
 }
 
+# usage: images_build_postgres_next  -> prints the image's name
+# PostgreSQL POSTGRES_NEXT_MAJOR with the current major's server binaries beside it (pg_upgrade runs both).
+images_build_postgres_next() {
+	if ! images_present "$STANDIN_POSTGRES_NEXT_IMAGE"; then
+		images_build_debian sid "$STANDIN_DEBIAN_SID_IMAGE" >&2
+		local context
+		context="$(mktemp -d "${TMPDIR:-/tmp}/pgstack-postgres.XXXXXX")"
+		# shellcheck disable=SC2064 # expand now: the path is fixed
+		trap "rm -rf '$context'" RETURN
+		cp "$OPS_ROOT/ops/images/postgres/Dockerfile" "$OPS_ROOT/ops/images/postgres/docker-entrypoint.sh" "$context/"
+		images_local_ca_context "$context"
+		images_build "$STANDIN_POSTGRES_NEXT_IMAGE" "$context" "BASE_IMAGE=$STANDIN_DEBIAN_SID_IMAGE" \
+			"PG_MAJOR=$POSTGRES_NEXT_MAJOR" "PG_VERSION=$POSTGRES_NEXT_VERSION" \
+			"PG_DEBIAN_VERSION=$POSTGRES_NEXT_DEBIAN_VERSION" "PG_SUITE=$POSTGRES_NEXT_SUITE" \
+			"PG_OLD_MAJOR=18" "PG_OLD_DEBIAN_VERSION=$POSTGRES_DEBIAN_VERSION" >&2
+	fi
+	printf '%s\n' "$STANDIN_POSTGRES_NEXT_IMAGE"
+}
+
 # usage: images_build_haproxy
 images_build_haproxy() {
 	if images_present "$STANDIN_HAPROXY_IMAGE"; then
@@ -250,6 +277,13 @@ images_write_choice() {
 
 images_main() {
 	mkdir -p "$OPS_STATE_DIR"
+	if [[ "${1:-}" == --postgres-major ]]; then
+		[[ "${2:-}" == "$POSTGRES_NEXT_MAJOR" ]] ||
+			ops_die "no image for PostgreSQL ${2:-?}: the next major release this checkout builds is $POSTGRES_NEXT_MAJOR" \
+				"hint: ops/images.sh --postgres-major $POSTGRES_NEXT_MAJOR"
+		images_build_postgres_next
+		return 0
+	fi
 	if [[ -n "${POSTGRES_IMAGE:-}" && -n "${PYTHON_IMAGE:-}" ]]; then
 		ops_note "using POSTGRES_IMAGE=$POSTGRES_IMAGE and PYTHON_IMAGE=$PYTHON_IMAGE from the environment"
 		images_write_choice "$POSTGRES_IMAGE" "$PYTHON_IMAGE" "${HAPROXY_IMAGE:-$OFFICIAL_HAPROXY_IMAGE}" \

@@ -22,6 +22,8 @@ OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.y
 OPS_ENV_FILE="$OPS_ROOT/compose/.env"
 # The uid/gid the stack's processes run as inside their containers (postgres, mcp, backup).
 OPS_SERVICE_UID=999
+# The PostgreSQL major release the stack's images are built for (a stack on another one: ops_stack_version).
+OPS_POSTGRES_MAJOR=18
 
 # The moment the outermost ops/ script started (epoch seconds). Exported: the scripts it runs count
 # from it too, so every step of `make up` shows the time since `make up` began.
@@ -228,15 +230,16 @@ ops_pip() {
 }
 
 # usage: ops_stack_version  -> the version the images of this checkout are tagged with
-# STACK_VERSION when set; else VERSION, the commit and, for a tree with uncommitted changes, "-dirty":
-# 0.12.0-1a2b3c4 or 0.12.0-1a2b3c4-dirty (just VERSION outside a git checkout). A clean version's images are
+# STACK_VERSION when set; else VERSION, the commit and, for a tree with uncommitted changes, "-dirty", and
+# "-pg<major>" on another PostgreSQL major than OPS_POSTGRES_MAJOR: 0.12.0-1a2b3c4, 0.12.0-1a2b3c4-dirty,
+# 0.12.0-1a2b3c4-pg19 (just VERSION outside a git checkout). A clean version's images are
 # built once and never again (ops_build_services); a dirty one's are rebuilt as the tree changes.
 ops_stack_version() {
 	if [[ -n "${STACK_VERSION:-}" ]]; then
 		printf '%s' "$STACK_VERSION"
 		return 0
 	fi
-	local version commit
+	local version commit major
 	version="$(tr -d '[:space:]' <"$OPS_ROOT/VERSION")"
 	if commit="$(git -C "$OPS_ROOT" rev-parse --short=7 HEAD 2>/dev/null)"; then
 		version+="-$commit"
@@ -244,7 +247,20 @@ ops_stack_version() {
 			version+="-dirty"
 		fi
 	fi
+	# the backup image is built on POSTGRES_IMAGE (its pg_dump is the server's): another major, another version
+	major="$(ops_postgres_major)"
+	if [[ -n "$major" && "$major" != "$OPS_POSTGRES_MAJOR" ]]; then
+		version+="-pg$major"
+	fi
 	printf '%s' "$version"
+}
+
+# usage: ops_postgres_major  -> the PostgreSQL major release of POSTGRES_IMAGE (its PG_MAJOR), or nothing when
+# that image is not here (yet)
+ops_postgres_major() {
+	[[ -n "${POSTGRES_IMAGE:-}" ]] || return 0
+	docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$POSTGRES_IMAGE" 2>/dev/null |
+		sed -n 's/^PG_MAJOR=//p' || true
 }
 
 # usage: ops_export_stack_version  (sets STACK_VERSION for Compose, which tags pgstack/<service>:STACK_VERSION)
@@ -258,7 +274,7 @@ ops_export_stack_version() {
 # showing each build step and the time since the start. A clean version whose images exist is not built again:
 # images are never overwritten, so an older version's stay there for make rollback.
 ops_build_services() {
-	ops_export_stack_version
+	ops_load_image_choice # and STACK_VERSION
 	local log="$OPS_STATE_DIR/logs/build-services.log"
 	local -a services=(mcp backup)
 	if ops_profile pooler; then
@@ -283,7 +299,6 @@ ops_build_services() {
 # Exports POSTGRES_IMAGE, PYTHON_IMAGE, ... as chosen by ops/images.sh (official or offline stand-ins), unless the
 # caller already set them, and STACK_VERSION (ops_export_stack_version).
 ops_load_image_choice() {
-	ops_export_stack_version
 	local choice="${OPS_IMAGE_CHOICE:-$OPS_STATE_DIR/images.env}" # a release's own choice on rollback
 	if [[ -f "$choice" ]]; then
 		local line key value
@@ -296,6 +311,7 @@ ops_load_image_choice() {
 			fi
 		done <"$choice"
 	fi
+	ops_export_stack_version
 }
 
 # usage: ops_setting NAME DEFAULT

@@ -34,9 +34,15 @@ rollback_main() {
 			ops_die "the image pgstack/$service:$target is gone (docker image rm or prune)" \
 				"hint: check out version $target (git checkout <commit>) and run make upgrade there: it builds it again"
 	done
+	local choice="${OPS_IMAGE_CHOICE:-$OPS_STATE_DIR/images.env}"
 	export OPS_COMPOSE_DIR="$dir/compose" STACK_VERSION="$target"
 	if [[ -f "$dir/images.env" ]]; then
 		export OPS_IMAGE_CHOICE="$dir/images.env"
+		# its base images become the choice again (after make upgrade-postgres: the old major's)
+		if ! cmp -s "$dir/images.env" "$choice"; then
+			cp "$dir/images.env" "$choice"
+			ops_note "base images as $target had them: $choice"
+		fi
 	fi
 	ops_step "rolling project ${COMPOSE_PROJECT_NAME:-pgstack} back from ${running:-nothing} to $target (its files: $dir/compose)"
 	for service in $(releases_services); do

@@ -17,7 +17,8 @@ source "$OPS_ROOT/ops/releases.sh"
 up_main() {
 	up_start
 	# what runs now, for make rollback after a later make upgrade
-	releases_record "$(ops_stack_version)"
+	ops_load_image_choice
+	releases_record "$STACK_VERSION"
 }
 
 up_start() {

@@ -33,7 +33,7 @@ upgrade_fail() {
 }
 
 upgrade_main() {
-	ops_export_stack_version
+	ops_load_image_choice # and STACK_VERSION
 	UPGRADE_FROM="$(releases_running mcp)" ||
 		ops_die "project ${COMPOSE_PROJECT_NAME:-pgstack} has no mcp container: nothing to upgrade" \
 			"hint: make up starts the stack; make upgrade replaces a running one"

@@ -5,4 +5,5 @@ set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-printf '%s\n' "$(ops_stack_version)"
+ops_load_image_choice
+printf '%s\n' "$STACK_VERSION"

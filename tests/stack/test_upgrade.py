@@ -48,11 +48,13 @@ def run(
     """A command with the project's environment (and `env`); its output is kept for the assertions."""
     return subprocess.run(
         command,
+        cwd=REPO,
         env={**stack.env(), **env},
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -118,7 +120,7 @@ def previous(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Previous]:
 def test_an_upgrade_from_the_previous_commit_keeps_the_data(previous: Previous) -> None:
     stack = previous.stack
     assert image_of(stack, "mcp") == f"pgstack/mcp:{previous.version}"
-    output = ok(run([str(REPO / "ops" / "upgrade.sh")], stack))
+    output = ok(run(["make", "-s", "upgrade"], stack))
     current = stack_version()
     for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
         assert f"==> {step} " in output, output
@@ -137,7 +139,7 @@ def test_an_upgrade_from_the_previous_commit_keeps_the_data(previous: Previous) 
     kept = REPO / ".state" / "releases" / stack.project / previous.version / "compose" / "compose.yaml"
     assert kept.read_text() == (previous.tree / "compose" / "compose.yaml").read_text()
     if not current.endswith("-dirty"):  # a clean version is there already: nothing to do
-        assert "nothing to upgrade" in ok(run([str(REPO / "ops" / "upgrade.sh")], stack, timeout=120))
+        assert "nothing to upgrade" in ok(run(["make", "-s", "upgrade"], stack, timeout=120))
 
 
 def test_a_failed_upgrade_stops_and_a_rollback_brings_the_last_healthy_version_back(previous: Previous) -> None:
@@ -152,14 +154,14 @@ def test_a_failed_upgrade_stops_and_a_rollback_brings_the_last_healthy_version_b
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"pgstack/mcp:{broken}", rm=True)
     client.images.get(f"pgstack/backup:{current}").tag("pgstack/backup", broken)
     try:
-        failed = run([str(REPO / "ops" / "upgrade.sh")], stack, STACK_VERSION=broken, RELEASES_HEALTH_TIMEOUT="90")
+        failed = run(["make", "-s", "upgrade"], stack, STACK_VERSION=broken, RELEASES_HEALTH_TIMEOUT="90")
         assert failed.returncode != 0, failed.stdout + failed.stderr
         assert f"the upgrade from {current} to {broken} stopped at replacing mcp" in failed.stderr
         assert "hint: make rollback" in failed.stderr and "backup set" in failed.stderr
         assert image_of(stack, "mcp") == f"pgstack/mcp:{broken}"
         assert marker_rows(stack) == 1  # postgres was replaced with the same image: the data did not move
 
-        output = ok(run([str(REPO / "ops" / "rollback.sh")], stack))
+        output = ok(run(["make", "-s", "rollback"], stack))
         assert f"rolled back to {current}" in output
         assert image_of(stack, "mcp") == f"pgstack/mcp:{current}"
         stack.wait_healthy()
@@ -175,9 +177,39 @@ def test_a_failed_upgrade_stops_and_a_rollback_brings_the_last_healthy_version_b
                 pass
 
 
+def test_a_postgres_minor_upgrade_replaces_postgres_on_its_data_directory(previous: Previous, tmp_path: Path) -> None:
+    # a "new minor release": the same PostgreSQL under another image name, chosen for this project only
+    stack = previous.stack
+    current = stack_version()
+    choice = tmp_path / "images.env"
+    shutil.copy(REPO / ".state" / "images.env", choice)
+    base = stack.image("POSTGRES_IMAGE")
+    minor = f"pgstack/postgres:minor-{uuid.uuid4().hex[:8]}"
+    client = docker.from_env()
+    client.images.get(base).tag(minor)
+    choice.write_text(choice.read_text().replace(f"POSTGRES_IMAGE={base}", f"POSTGRES_IMAGE={minor}"))
+    version = f"{current}-minor"
+    before = stack.container("postgres").id
+    try:
+        output = ok(run(["make", "-s", "upgrade"], stack, STACK_VERSION=version, OPS_IMAGE_CHOICE=str(choice)))
+        assert f"upgraded from {current} to {version}" in output
+        assert image_of(stack, "postgres") == minor and stack.container("postgres").id != before
+        assert marker_rows(stack) == 1 and answers_a_query(stack)
+        # and back: the release before, on the image it had
+        ok(run(["make", "-s", "rollback"], stack, OPS_IMAGE_CHOICE=str(choice)))
+        assert image_of(stack, "postgres") == base and image_of(stack, "mcp") == f"pgstack/mcp:{current}"
+        assert marker_rows(stack) == 1
+    finally:
+        for image in (f"pgstack/mcp:{version}", f"pgstack/backup:{version}", minor):
+            try:
+                client.images.remove(image, force=True)
+            except docker.errors.APIError:
+                pass
+
+
 def test_rollback_without_an_earlier_release_says_what_to_do() -> None:
     stack = Stack(project=f"pgstack-test-{uuid.uuid4().hex[:8]}", pg_port=free_port(), mcp_port=free_port())
-    result = run([str(REPO / "ops" / "rollback.sh")], stack, timeout=120)
+    result = run(["make", "-s", "rollback"], stack, timeout=120)
     assert result.returncode != 0
     assert f"no release of project {stack.project} before the running one is recorded" in result.stderr
     assert "hint: make rollback returns to what make up or make upgrade last ran" in result.stderr

@@ -7,7 +7,7 @@
 #   POSTGRES_DB[_FILE]        database created on first start (default: POSTGRES_USER)
 #   POSTGRES_INITDB_ARGS[_FILE] extra initdb arguments, split on whitespace
 #   POSTGRES_HOST_AUTH_METHOD method of the catch-all pg_hba.conf line (default scram-sha-256)
-#   PGDATA                    data directory (default /var/lib/postgresql/18/docker)
+#   PGDATA                    data directory (default /var/lib/postgresql/$PG_MAJOR/docker)
 # On an empty data directory: initdb, then a server listening on its Unix socket only runs
 # /docker-entrypoint-initdb.d/* in sorted order (*.sh executed if executable, else sourced; *.sql,
 # *.sql.gz through psql), then stops. A non-empty data directory skips all of that. Finally the server
@@ -45,7 +45,7 @@ docker_setup_env() {
 	docker_file_env POSTGRES_DB "$POSTGRES_USER"
 	docker_file_env POSTGRES_INITDB_ARGS
 	: "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
-	: "${PGDATA:=/var/lib/postgresql/18/docker}"
+	: "${PGDATA:=/var/lib/postgresql/${PG_MAJOR:-18}/docker}"
 	export PGDATA
 	DATABASE_ALREADY_EXISTS=
 	if [[ -s "$PGDATA/PG_VERSION" ]]; then
