@@ -127,6 +127,12 @@ def choose_scratch(settings: Settings, manifest: Manifest) -> Scratch:
 
 
 def _checked(scratch: Scratch) -> Scratch:
+    if not os.access(scratch.directory, os.W_OK | os.X_OK):
+        raise ToolError(
+            f"unable to drill in {scratch.kind} ({scratch.reason}): {scratch.directory} is not writable",
+            "`make restore-drill` mounts a scratch volume at /drill-scratch for the run; "
+            "`ops/compose.sh run restore-drill` alone does not",
+        )
     if scratch.estimate.bytes > scratch.free_bytes:
         setting = "BACKUP_DRILL_WORK_DIR" if scratch.kind == "memory" else "BACKUP_DRILL_DISK_DIR"
         raise ToolError(
