@@ -1,7 +1,7 @@
 """Drills at any size in the Compose stack: `make restore-drill` with a memory budget too small for the set drills
 on a scratch volume it creates and removes, the report says `disk` and RTO is measured; without that volume a
 drill that must go to disk stops at its scratch check and names the fix; `make drills` lists the drills and
-writes the latest with its trend."""
+writes the latest with its trend; the sidecar's own drill goes to disk on the backups volume."""
 
 from __future__ import annotations
 
@@ -78,3 +78,14 @@ def test_without_a_scratch_volume_a_drill_that_needs_disk_names_the_fix(stack: S
     assert "FAIL  scratch" in result.stdout and "/drill-scratch is not writable" in result.stdout
     report = newest_report(stack)
     assert [check["name"] for check in report["checks"] if not check["ok"]] == ["scratch"]
+
+
+def test_the_sidecar_drills_a_set_over_its_budget_on_the_backups_volume(stack: Stack) -> None:
+    result = stack.exec(
+        "backup", "env", "BACKUP_DRILL_MEMORY_BUDGET=1MiB", "python", "-m", "pgbackup", "drill", check=False
+    )
+    assert result.returncode == ExitCode.OK, result.stdout[-3000:] + result.stderr[-3000:]
+    report = newest_report(stack)
+    assert report["passed"] is True and report["rto_seconds"] > 0
+    assert report["scratch"]["kind"] == "disk" and report["scratch"]["directory"] == "/backups/drill-scratch"
+    assert stack.exec("backup", "ls", "-A", "/backups/drill-scratch").stdout.split() == []
