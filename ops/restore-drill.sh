@@ -33,6 +33,9 @@ drill_main() {
 		ops_die "unable to create the drill's scratch volume $volume" "hint: docker info says whether Docker runs"
 	# shellcheck disable=SC2064 # the name is fixed now, on purpose
 	trap "drill_scratch_remove '$volume'" EXIT
+	# a signal ends the script through exit, so the EXIT trap removes the volume (after compose run has stopped)
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	"$OPS_ROOT/ops/compose.sh" run --rm -T --volume "$volume:$DRILL_SCRATCH_MOUNT" restore-drill drill "$@" ||
 		status=$?
 	return "$status"
