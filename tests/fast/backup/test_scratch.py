@@ -136,3 +136,5 @@ def test_a_drill_forced_to_disk_restores_there_measures_rto_and_leaves_nothing(
     assert report["scratch"]["reason"] == "BACKUP_DRILL_SCRATCH=disk"
     assert f"scratch: disk ({disk_dir})" in capsys.readouterr().out
     assert os.listdir(disk_dir) == [], "the private server's directory must be gone"
+    assert main(["status"], environ=env) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["last_drill"]["scratch"] == "disk"

@@ -79,7 +79,8 @@ def _number(value: Any) -> float | None:
 def report_files(directory: Path) -> list[Path]:
     """The drill reports in `directory`, oldest first (their names start with the drill's start time)."""
     try:
-        return sorted(path for path in directory.glob("*.json") if path.is_file())
+        # not the hidden temporary files of write_json_atomic (pathlib's glob matches names starting with a dot)
+        return sorted(path for path in directory.glob("*.json") if path.is_file() and not path.name.startswith("."))
     except OSError:
         return []
 
