@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill upgrade upgrade-postgres rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill drills upgrade upgrade-postgres rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -121,8 +121,11 @@ scrub: ## re-check every retained backup set now (checksums, archive listings) a
 restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
 	ops/restore.sh --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
 
-restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
-	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"
+restore-drill: ## prove the latest backup restores: throwaway server (in memory, or on a scratch volume when too large), verify, RTO/RPO report
+	ops/restore-drill.sh --set "$(BACKUP)"
+
+drills: ## list past restore drills (date, set, verdict, RTO, RPO, scratch); the latest with its RTO/RPO trend in reports/drills.md and .html
+	ops/drills.sh
 
 upgrade: ## replace the running stack with this checkout's version: verified backup, drill, services one at a time, smoke query (STACK_VERSION=<v> for another)
 	ops/upgrade.sh

@@ -7,6 +7,17 @@ set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# usage: clean_drill_scratch PROJECT
+# Scratch volumes an interrupted `make restore-drill` left behind (ops/restore-drill.sh removes its own).
+clean_drill_scratch() {
+	local volume
+	while IFS= read -r volume; do
+		[[ -n "$volume" ]] || continue
+		docker volume rm "$volume" >/dev/null
+		ops_note "removed the drill's scratch volume $volume"
+	done < <(docker volume ls -q --filter "label=com.pgstack.drill-scratch=$1")
+}
+
 clean_main() {
 	local project="${COMPOSE_PROJECT_NAME:-pgstack}"
 	if [[ "${FORCE:-}" != 1 ]]; then
@@ -36,6 +47,7 @@ clean_main() {
 	fi
 	if [[ "${BACKUPS:-}" == 1 ]]; then
 		PROFILE="$profiles" COMPOSE_PROFILES=restore,drill "$OPS_ROOT/ops/compose.sh" down --volumes --remove-orphans
+		clean_drill_scratch "$project"
 		return 0
 	fi
 	PROFILE="$profiles" COMPOSE_PROFILES=restore,drill "$OPS_ROOT/ops/compose.sh" down --remove-orphans
@@ -45,6 +57,7 @@ clean_main() {
 		docker volume rm "$volume" >/dev/null
 		ops_note "removed volume $volume"
 	done < <(docker volume ls -q --filter "label=com.docker.compose.project=$project")
+	clean_drill_scratch "$project"
 	ops_note "kept volume ${project}_backups (make clean FORCE=1 BACKUPS=1 removes it)"
 }
 

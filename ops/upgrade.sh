@@ -70,7 +70,7 @@ upgrade_main() {
 	ops_note "backup set $UPGRADE_SET verified"
 
 	ops_step "4/6 restore drill of set $UPGRADE_SET with version $STACK_VERSION"
-	"$OPS_ROOT/ops/compose.sh" run --rm -T restore-drill drill --set "$UPGRADE_SET" ||
+	"$OPS_ROOT/ops/restore-drill.sh" --set "$UPGRADE_SET" ||
 		upgrade_fail "the restore drill" "version $STACK_VERSION did not restore backup set $UPGRADE_SET (its report is above)"
 
 	ops_step "5/6 replacing the services one at a time"

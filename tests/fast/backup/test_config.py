@@ -238,6 +238,9 @@ def test_every_spec_is_read() -> None:
         "BACKUP_DRILL_MAX_RTO": "5m",
         "BACKUP_DRILL_MAX_RPO": "5m",
         "BACKUP_DRILL_WORK_DIR": "/",
+        "BACKUP_DRILL_MEMORY_BUDGET": "1GiB",
+        "BACKUP_DRILL_SCRATCH": "disk",
+        "BACKUP_DRILL_DISK_DIR": "/scratch",
         "BACKUP_DRILL_USER": "x",
         "BACKUP_LOG_LEVEL": "debug",
     }

@@ -42,6 +42,7 @@ def test_drill_passes_with_rto_and_rpo(
     assert checks_of(report) == {
         "checksums": True,
         "archives list": True,
+        "scratch": True,
         "private server": True,
         "globals": True,
         "roles": True,

@@ -197,6 +197,15 @@ def _size_at_least(minimum: int) -> Parser:
     return parse
 
 
+DRILL_SCRATCH_MODES = ("auto", "memory", "disk")
+
+
+def _drill_scratch(text: str) -> str:
+    if text.lower() not in DRILL_SCRATCH_MODES:
+        raise ValueError(f"must be one of {', '.join(DRILL_SCRATCH_MODES)}\nhint: auto chooses by the set's size")
+    return text.lower()
+
+
 _ANY_TEXT = "text"
 URL = "BACKUP_DATABASE_URL"
 PASSWORD = "BACKUP_PGPASSWORD"
@@ -498,7 +507,35 @@ SPECS: tuple[Spec, ...] = (
         _path(True),
         "an existing directory",
         "",
-        "where the drill's private server keeps its data; empty = the system temp directory",
+        "where the drill's private server keeps its data when it fits the memory budget; empty = the system "
+        "temp directory (a tmpfs in the stack)",
+        "stack",
+    ),
+    Spec(
+        "BACKUP_DRILL_MEMORY_BUDGET",
+        "drill_memory_budget",
+        _size_at_least(1 << 20),
+        "1MiB or more",
+        "4GiB",
+        "a set whose restored size is estimated above this is drilled on disk (BACKUP_DRILL_DISK_DIR), not in "
+        "memory (BACKUP_DRILL_WORK_DIR)",
+    ),
+    Spec(
+        "BACKUP_DRILL_SCRATCH",
+        "drill_scratch",
+        _drill_scratch,
+        ", ".join(DRILL_SCRATCH_MODES),
+        "auto",
+        "where the drill's private server keeps its data: auto = memory when the estimate fits the budget, "
+        "else disk; memory or disk forces one",
+    ),
+    Spec(
+        "BACKUP_DRILL_DISK_DIR",
+        "drill_disk_dir",
+        _path(False),
+        "an absolute path",
+        "",
+        "disk-backed scratch directory for a drill that does not fit in memory; empty = none (such a drill fails)",
         "stack",
     ),
     Spec(
@@ -557,6 +594,9 @@ class Settings:
     drill_max_rto: float
     drill_max_rpo: float
     drill_work_dir: Path | None
+    drill_memory_budget: int
+    drill_scratch: str
+    drill_disk_dir: Path | None
     drill_user: str | None
     log_level: str
 

@@ -4,7 +4,9 @@ On a private, throwaway server (sandbox.py): verify every checksum and archive l
 globals, check every role against the manifest, restore every database with the same code as the
 restore job, compare exact per-table row counts and object counts, check that every index is valid and
 every view plans, then measure RTO (drill start to verified) and RPO (now minus the set's snapshot).
-The report is written as JSON and the server is always torn down.
+The server's data goes to memory or to disk-backed scratch space by the set's estimated size (scratch.py), and the
+report says which. The report is written as JSON (the newest `drills.REPORTS_KEPT` are kept) and the server is always
+torn down.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pgbackup.catalog import LATEST, BackupSet, scan
 from pgbackup.clock import Clock, to_iso
 from pgbackup.config import Settings
 from pgbackup.db import Connection, count_objects, read_roles, scalar
+from pgbackup.drills import prune_reports
 from pgbackup.errors import AbortedError, BackupError
 from pgbackup.files import shared_lock, write_json_atomic
 from pgbackup.manifest import GLOBALS_NAME, MANIFEST_NAME, Database, Role, Verdict, Verification
 from pgbackup.pgtools import find_tool, run_tool
 from pgbackup.restore import compare_counts, create_database, drop_database, restore_archive
 from pgbackup.sandbox import PrivateServer
+from pgbackup.scratch import choose_scratch, human_bytes
 from pgbackup.state import State, update_state
 from pgbackup.verify import check_archives, check_checksums
 from pgbackup.webhook import notify_failure
@@ -71,6 +75,7 @@ class DrillReport:
     report_path: str | None = None
     passed_over: str | None = None  # `latest` skipped newer sets: which, and why
     scheduled: bool = False  # run by the sidecar's BACKUP_DRILL_SCHEDULE, not by hand
+    scratch: dict[str, Any] | None = None  # memory or disk, where, and why (scratch.Scratch.to_dict)
 
     @property
     def within_thresholds(self) -> bool:
@@ -133,12 +138,15 @@ def run_drill(
     path.parent.mkdir(parents=True, exist_ok=True)
     report.report_path = str(path)
     write_json_atomic(path, report.to_dict())
+    if report_path is None:
+        prune_reports(settings.drills_dir)
     logger.info("drill finished set=%s passed=%s report=%s", backup_set.id, report.passed, path)
     return report
 
 
-ENVIRONMENT_CHECKS = frozenset({"private server"})
-"""Checks whose failure says nothing about the set (the drill's own server did not start): no verdict then."""
+ENVIRONMENT_CHECKS = frozenset({"scratch", "private server"})
+"""Checks whose failure says nothing about the set (no room for it, the drill's own server did not start): no verdict
+then."""
 
 
 def _record_verdict(backup_set: BackupSet, report: DrillReport, clock: Clock) -> None:
@@ -175,9 +183,15 @@ def _drill(
     problems = check_archives(backup_set.path, manifest, bin_dir=settings.pg_bin_dir, cancel=cancel)
     if not report.record("archives list", not problems, "; ".join(problems) or f"{len(manifest.databases)} archives"):
         return False
+    try:
+        scratch = choose_scratch(settings, manifest)
+    except BackupError as exc:
+        return report.record("scratch", False, str(exc))
+    report.scratch = scratch.to_dict()
+    report.record("scratch", True, f"{scratch.kind} ({scratch.directory}): {scratch.reason}")
     server = PrivateServer(
         bin_dir=settings.pg_bin_dir,
-        work_dir=settings.drill_work_dir,
+        work_dir=scratch.directory,
         run_as=settings.drill_user,
         superuser=manifest.bootstrap_superuser,
     )
@@ -323,6 +337,12 @@ def summary(report: DrillReport) -> str:
         lines.append(
             f"  RTO {report.rto_seconds:.1f} s (limit {report.max_rto_seconds:g} s), "
             f"RPO {report.rpo_seconds:.1f} s (limit {report.max_rpo_seconds:g} s)"
+        )
+    if report.scratch is not None:
+        lines.append(
+            f"  scratch: {report.scratch['kind']} ({report.scratch['directory']}), estimated "
+            f"{human_bytes(report.scratch['estimated_bytes'])}, memory budget "
+            f"{human_bytes(report.scratch['memory_budget_bytes'])}"
         )
     lines.append(f"  report: {report.report_path}")
     return "\n".join(lines)

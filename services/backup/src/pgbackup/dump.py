@@ -34,6 +34,7 @@ from pgbackup.db import (
     list_databases,
     pin,
     read_roles,
+    scalar,
     server_version,
     user_tables,
 )
@@ -241,6 +242,7 @@ def _dump_database(
             try:
                 tables = count_rows(conn, user_tables(conn))
                 objects = count_objects(conn)
+                size_bytes = int(scalar(conn, "SELECT pg_database_size(current_database())"))
             except BaseException:
                 if finished.done() and finished.exception() is not None:
                     finished.result()  # pg_dump failed first and its error says why; the count was cancelled
@@ -257,6 +259,7 @@ def _dump_database(
         snapshot_at=snapshot_at,
         tables=tables,
         objects=objects,
+        size_bytes=size_bytes,
         **properties,  # type: ignore[arg-type]
     )
     return database, entry

@@ -104,6 +104,7 @@ class Database:
     snapshot_at: datetime
     tables: tuple[TableCount, ...]
     objects: dict[str, int] = field(default_factory=dict)  # relations by kind: table, index, view, ...
+    size_bytes: int | None = None  # pg_database_size in the snapshot; None in sets made before it was recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ def _database(data: dict[str, Any]) -> Database:
         snapshot_at=from_iso(data["snapshot_at"]),
         tables=tuple(TableCount(**entry) for entry in data["tables"]),
         objects=dict(data.get("objects", {})),
+        size_bytes=None if data.get("size_bytes") is None else int(data["size_bytes"]),
     )
 
 

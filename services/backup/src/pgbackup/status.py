@@ -70,8 +70,11 @@ def build_status(settings: Settings, clock: Clock, *, running: bool | None = Non
         "last_drill": None
         if drill is None
         else {
-            key: drill.get(key)
-            for key in ("set_id", "started_at", "passed", "rto_seconds", "rpo_seconds", "report_path")
+            **{
+                key: drill.get(key)
+                for key in ("set_id", "started_at", "passed", "rto_seconds", "rpo_seconds", "report_path")
+            },
+            "scratch": (drill.get("scratch") or {}).get("kind"),  # memory or disk; None in older reports
         },
     }
 
