@@ -15,6 +15,9 @@ venv_main() {
 	ops_pip "$venv/bin/python" install --quiet -r "$OPS_ROOT/requirements/dev.lock"
 	ops_pip "$venv/bin/python" install --quiet --no-deps \
 		-e "$OPS_ROOT/services/mcp" -e "$OPS_ROOT/services/backup"
+	# the backup tests encrypt and decrypt offsite copies with the real age, as the backup image does
+	command -v age >/dev/null 2>&1 ||
+		ops_install_packages "install age (https://age-encryption.org, Debian's package age)" age
 	touch "$venv/.installed"
 }
 

@@ -9,12 +9,37 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from pgbackup.commands import backup, drill, healthcheck, prune, restore, run, scrub, settings, status, verify
+from pgbackup.commands import (
+    backup,
+    drill,
+    healthcheck,
+    prune,
+    restore,
+    run,
+    scrub,
+    settings,
+    status,
+    verify,
+    verify_offsite,
+)
 from pgbackup.commands import list as list_sets
 
 COMMANDS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (run, backup, verify, scrub, prune, list_sets, status, restore, drill, healthcheck, settings)
+    for module in (
+        run,
+        backup,
+        verify,
+        verify_offsite,
+        scrub,
+        prune,
+        list_sets,
+        status,
+        restore,
+        drill,
+        healthcheck,
+        settings,
+    )
 }
 DEFAULT_COMMAND = "run"
 
