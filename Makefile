@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill verify-offsite rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill verify-offsite drill-offsite rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -124,6 +124,9 @@ restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP
 
 verify-offsite: ## download the newest offsite copy (or BACKUP=<id>), decrypt it with AGE_KEY=<key file>, check every checksum
 	AGE_KEY="$(AGE_KEY)" ops/verify-offsite.sh --set "$(BACKUP)"
+
+drill-offsite: ## prove the newest offsite copy (or BACKUP=<id>) restores: fetch, decrypt with AGE_KEY=<key file>, then the drill
+	AGE_KEY="$(AGE_KEY)" ops/drill-offsite.sh --set "$(BACKUP)"
 
 restore-drill: ## prove the latest backup restores: throwaway server, verify, RTO/RPO report
 	$(COMPOSE) run --rm -T restore-drill drill --set "$(BACKUP)"

@@ -4,7 +4,8 @@ python3-moto (tests/stack/s3/Dockerfile; Debian's rclone has no `serve s3`). The
 rclone, its encryption Debian's age. One stack for the module, in this order: the first set (taken at start,
 before the server exists) fails its copy loudly while the local set is kept; a set is copied encrypted;
 `make verify-offsite` checks it; a wrong key is refused and the copies are unchanged; with the local volume gone
-`make restore BACKUP=offsite:latest` restores the copy; a stopped server fails the copy while the set is taken."""
+`make restore BACKUP=offsite:latest` restores the copy and `make drill-offsite` drills it; a stopped server fails
+the copy while the set is taken."""
 
 from __future__ import annotations
 
@@ -193,6 +194,17 @@ def test_restore_from_offsite_after_the_local_volume_is_gone(offsite: Offsite) -
         query = "SELECT count(*) FROM shop.orders"
         assert copy.execute(query).fetchone() == source.execute(query).fetchone()
     stack.up("backup")  # a new, empty volume: the sidecar takes a set at start (and copies it)
+
+
+def test_the_drill_restores_an_offsite_copy(offsite: Offsite) -> None:
+    """`make drill-offsite`: fetched by the sidecar's image, drilled in the restore-drill container (no network)."""
+    result = offsite.ops("drill-offsite.sh", "--set", "offsite:latest", key=offsite.key)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fetched offsite copy" in result.stdout and ": PASSED" in result.stdout, result.stdout
+    leftovers = offsite.stack.exec("backup", "ls", "-A", "/backups").stdout.split()
+    assert not [name for name in leftovers if name.startswith(".offsite")], leftovers  # the scratch space is gone
+    reports = offsite.stack.exec("backup", "ls", "/backups/drills").stdout.split()
+    assert any("-offsite-" in name for name in reports), reports
 
 
 def test_a_stopped_target_fails_the_copy_while_local_backups_go_on(offsite: Offsite) -> None:

@@ -12,6 +12,7 @@ from types import ModuleType
 from pgbackup.commands import (
     backup,
     drill,
+    fetch_offsite,
     healthcheck,
     prune,
     restore,
@@ -31,6 +32,7 @@ COMMANDS: dict[str, ModuleType] = {
         backup,
         verify,
         verify_offsite,
+        fetch_offsite,
         scrub,
         prune,
         list_sets,

@@ -27,10 +27,8 @@ from pgbackup.signals import install_handlers, run_in_worker
 NAME = "restore"
 HELP = "restore a database of a set into a new database (an existing one only with --force)"
 CONNECTS = True
-MAKE_USAGE = (
-    "make restore BACKUP=<id|latest|offsite:<id>|offsite:latest> SOURCE_DB=<db> TARGET_DB=<new-name> [FORCE=1] "
-    "[AGE_KEY=<age private key file>, for offsite:]"
-)
+MAKE_USAGE = "make restore BACKUP=<id|latest> SOURCE_DB=<db> TARGET_DB=<new-name> [FORCE=1]"
+OFFSITE_USAGE = "make restore BACKUP=offsite:<id>|offsite:latest AGE_KEY=<age private key file> SOURCE_DB=<db> ..."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +54,7 @@ def execute(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
         if not args.identity:
             raise UsageError(
                 f"unable to restore {args.set_id}: an offsite copy needs the age private key to decrypt it",
-                f"usage: {MAKE_USAGE}",
+                f"usage: {OFFSITE_USAGE}",
             )
         scratch = scratch_dir(settings)
         try:
@@ -94,7 +92,7 @@ def _restore(args: argparse.Namespace, settings: Settings, selector: str, clock:
             name="pgbackup-restore",
         )
     except (UsageError, SetNotFoundError, TargetExistsError) as exc:
-        exc.hints = (*exc.hints, f"usage: {MAKE_USAGE}")
+        exc.hints = (*exc.hints, f"usage: {MAKE_USAGE}", f"usage: {OFFSITE_USAGE}")
         raise
     if result.passed_over:
         print(f"latest: {result.passed_over}")
