@@ -207,6 +207,22 @@ def test_the_drill_restores_an_offsite_copy(offsite: Offsite) -> None:
     assert any("-offsite-" in name for name in reports), reports
 
 
+def copies(offsite: Offsite) -> list[str]:
+    """The complete copies in the bucket (those with their index), oldest first."""
+    return sorted(key.split("/")[1] for key in offsite.bucket() if key.endswith("/offsite.json"))
+
+
+def test_offsite_retention_keeps_the_newest_copies(offsite: Offsite) -> None:
+    """BACKUP_OFFSITE_KEEP=2: a third copy deletes the oldest, all its objects with it."""
+    while len(copies(offsite)) < 2:
+        assert backup_now(offsite).returncode == 0
+    before = copies(offsite)
+    assert backup_now(offsite).returncode == 0
+    after = copies(offsite)
+    assert len(after) == 2 and after[0] == before[-1] and after[-1] not in before, (before, after)
+    assert not [key for key in offsite.bucket() if key.split("/")[1] == before[0]]
+
+
 def test_a_stopped_target_fails_the_copy_while_local_backups_go_on(offsite: Offsite) -> None:
     failures = offsite.metrics()["pgbackup_offsite_failures_total"]
     _docker("stop", offsite.server)

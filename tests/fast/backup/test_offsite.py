@@ -1,21 +1,30 @@
-"""Offsite copies, without a target: the BACKUP_OFFSITE_* settings (off by default, each bad value named with what
-to do) and the age encryption each copy goes through (the real `age` and `age-keygen`, on real files): a
-round trip gives the same bytes, a wrong key is refused as one, and a private key never reaches the settings.
-The copy, verify and restore against a real S3 server: tests/stack/test_offsite.py."""
+"""Offsite copies, without a reachable target: the BACKUP_OFFSITE_* settings (off by default, each bad value
+named with what to do), the age encryption each copy goes through (the real `age` and `age-keygen`, on real
+files: a round trip gives the same bytes, a wrong key is refused as one, a private key never reaches the
+settings), and a backup whose copy fails (nothing listens at the endpoint; the real rclone tries) is kept all
+the same. The copy, verify, restore and drill against a real S3 server: tests/stack/test_offsite.py."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from devtools.net import free_port
 from pgbackup import age
+from pgbackup.cancel import Cancellation
+from pgbackup.clock import SystemClock
 from pgbackup.config import Settings
 from pgbackup.errors import ConfigError, WrongKeyError
 from pgbackup.offsite import OffsiteCopy, OffsiteFile, check_key
+from pgbackup.runner import BackupRunner
+from pgbackup.state import read_state
+from tests.fast.backup.helpers import EnvFactory, WebhookReceiver, only_set, settings_of
 
 BASE = {"BACKUP_DIR": "/tmp"}
 NOW = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
@@ -171,3 +180,33 @@ def test_a_file_that_is_no_age_identity_is_refused(tmp_path: Path) -> None:
     not_a_key.write_text("ssh-ed25519 AAAA... someone@example.com\n")
     with pytest.raises(WrongKeyError, match="unable to read an age identity"):
         age.identity_recipient(not_a_key)
+
+
+def test_a_failed_offsite_copy_keeps_the_local_set_and_says_so_everywhere(
+    make_env: EnvFactory, webhook: WebhookReceiver, keys: tuple[Path, str, Path, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The target refuses connections (nothing listens on its port): the set is still taken, verified and kept;
+    the failure is an ERROR with what to do, in the state (metrics, status) and at the webhook; the secret is in
+    none of them."""
+    env = make_env(
+        BACKUP_OFFSITE_URL="s3://pgstack-offsite/site-a",
+        BACKUP_OFFSITE_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+        BACKUP_OFFSITE_ACCESS_KEY_ID="pgbackup",
+        BACKUP_OFFSITE_SECRET_ACCESS_KEY="s3cr3t-offsite-key",
+        BACKUP_OFFSITE_RECIPIENTS=keys[1],
+        BACKUP_WEBHOOK_URL=webhook.url,
+    )
+    settings = settings_of(env)
+    with caplog.at_level(logging.INFO, logger="pgbackup"):
+        backup_set = BackupRunner(settings, SystemClock(), Cancellation()).run_once()
+    assert backup_set.verified and only_set(settings).id == backup_set.id
+    state = read_state(settings.state_file)
+    assert state is not None and state.last_outcome == "success"
+    assert (state.offsite_failures_total, state.offsite_consecutive_failures, state.offsite_copies_total) == (1, 1, 0)
+    assert state.offsite_last_error and "unable to upload" in state.offsite_last_error
+    [failed] = [record for record in caplog.records if "offsite copy failed" in record.getMessage()]
+    assert failed.levelno == logging.ERROR and "local backups go on meanwhile" in failed.getMessage()
+    [event] = webhook.events
+    assert event["event"] == "offsite_copy_failed" and event["set"] == backup_set.id
+    assert event["consecutive_failures"] == 1
+    assert "s3cr3t-offsite-key" not in caplog.text + json.dumps(event) + json.dumps(state.to_dict())
