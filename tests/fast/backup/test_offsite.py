@@ -20,7 +20,7 @@ from pgbackup import age
 from pgbackup.cancel import Cancellation
 from pgbackup.clock import SystemClock
 from pgbackup.config import Settings
-from pgbackup.errors import ConfigError, WrongKeyError
+from pgbackup.errors import ConfigError, ToolError, WrongKeyError
 from pgbackup.offsite import OffsiteCopy, OffsiteFile, check_key
 from pgbackup.runner import BackupRunner
 from pgbackup.state import read_state
@@ -210,3 +210,8 @@ def test_a_failed_offsite_copy_keeps_the_local_set_and_says_so_everywhere(
     assert event["event"] == "offsite_copy_failed" and event["set"] == backup_set.id
     assert event["consecutive_failures"] == 1
     assert "s3cr3t-offsite-key" not in caplog.text + json.dumps(event) + json.dumps(state.to_dict())
+
+
+def test_an_empty_download_says_the_object_is_missing(tmp_path: Path, keys: tuple[Path, str, Path, str]) -> None:
+    with pytest.raises(ToolError, match="no bytes arrived"):
+        age.decrypt(iter(()), keys[0], tmp_path / "out", what="db-app.dump")

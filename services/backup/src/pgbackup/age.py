@@ -119,6 +119,10 @@ def decrypt(chunks: Iterator[bytes], identity: Path, target: Path, *, what: str)
         target.unlink(missing_ok=True)
         if _NO_MATCH in message:
             raise WrongKeyError(f"unable to decrypt {what}: the key does not decrypt it ({message})")
+        if size == 0:  # `rclone cat` of a missing object prints nothing and succeeds
+            raise ToolError(
+                f"unable to decrypt {what}: no bytes arrived (the object is missing or empty on the target)"
+            )
         raise ToolError(f"unable to decrypt {what} with age: {message}")
     return size, digest.hexdigest()
 
