@@ -10,6 +10,8 @@ COMPOSE := ops/compose.sh
 # no default: make psql opens psql as postgres without it, make rotate-password refuses to guess
 ROLE ?=
 BACKUP ?= latest
+# the age private key file that decrypts offsite copies: read for one command, never kept in the stack
+AGE_KEY ?=
 SOURCE_DB ?=
 TARGET_DB ?=
 # reader-role: the admin connection to your own database (a libpq URI or DSN); schemas the reader reads
@@ -31,7 +33,7 @@ PYTEST_ARGS ?=
 LOAD_ARGS ?=
 
 .PHONY: help up down ps logs psql clean venv lock lint test test-fast test-stack \
-	backup-now backups scrub restore restore-drill drills upgrade upgrade-postgres rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
+	backup-now backups scrub restore restore-drill drills verify-offsite drill-offsite upgrade upgrade-postgres rollback version rotate-password api-key api-keys api-key-revoke reader-role rotate-tls external bundled bench bench-scale bench-backup mutate load conformance images swarm-up swarm-down
 
 help: ## list every target
 	@# the self-documenting pattern of testcontainers-python, fixed to accept '/', '.' and '-' in names
@@ -118,8 +120,14 @@ backups: ## list backup sets (id, age, size, verdict and last check, databases)
 scrub: ## re-check every retained backup set now (checksums, archive listings) and record the verdicts
 	$(COMPOSE) exec -T backup python -m pgbackup scrub
 
-restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest> into a new database TARGET_DB=<name> (FORCE=1 to replace one)
-	ops/restore.sh --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
+restore: ## restore SOURCE_DB=<db> (needed when the set holds several) of BACKUP=<id|latest|offsite:id|offsite:latest> (offsite: with AGE_KEY=<key file>) into a new database TARGET_DB=<name> (FORCE=1 to replace one)
+	AGE_KEY="$(AGE_KEY)" ops/restore.sh --set "$(BACKUP)" --source-db "$(SOURCE_DB)" --target-db "$(TARGET_DB)" $(if $(filter 1,$(FORCE)),--force,)
+
+verify-offsite: ## download the newest offsite copy (or BACKUP=<id>), decrypt it with AGE_KEY=<key file>, check every checksum
+	AGE_KEY="$(AGE_KEY)" ops/verify-offsite.sh --set "$(BACKUP)"
+
+drill-offsite: ## prove the newest offsite copy (or BACKUP=<id>) restores: fetch, decrypt with AGE_KEY=<key file>, then the drill
+	AGE_KEY="$(AGE_KEY)" ops/drill-offsite.sh --set "$(BACKUP)"
 
 restore-drill: ## prove the latest backup restores: throwaway server (in memory, or on a scratch volume when too large), verify, RTO/RPO report
 	ops/restore-drill.sh --set "$(BACKUP)"

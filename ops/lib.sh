@@ -15,7 +15,7 @@ OPS_COMPOSE_FILE="$OPS_COMPOSE_DIR/compose.yaml"
 # Layered over compose.yaml in external mode (ops_external): the stack without its own postgres.
 OPS_EXTERNAL_FILE="$OPS_COMPOSE_DIR/external.yaml"
 # The optional profiles (PROFILE=scale[,...]: ops_profiles), each layered as compose/<profile>.yaml, in this order.
-OPS_PROFILES=(scale pooler tls monitoring)
+OPS_PROFILES=(scale pooler tls monitoring offsite)
 # A user's own Compose overrides, layered last (Compose reads compose.override.yaml by itself only when no
 # --file is given, and ops/compose.sh gives them). PGSTACK_OVERRIDE_FILE names another one (tests do).
 OPS_OVERRIDE_FILE="${PGSTACK_OVERRIDE_FILE:-$OPS_ROOT/compose/compose.override.yaml}"
@@ -366,7 +366,7 @@ ops_profiles() {
 		profile="${profile// /}"
 		[[ -z "$profile" || " ${OPS_PROFILES[*]} " == *" $profile "* ]] ||
 			ops_die "PROFILE=$profile is not a profile of the stack" \
-				"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), PROFILE=pooler (PgBouncer), PROFILE=tls (HTTPS through Caddy), PROFILE=monitoring (Prometheus and its alert rules), several (PROFILE=scale,pooler), or none for the small stack"
+				"hint: PROFILE=scale (MCP replicas behind HAProxy, a hot standby), PROFILE=pooler (PgBouncer), PROFILE=tls (HTTPS through Caddy), PROFILE=monitoring (Prometheus and its alert rules), PROFILE=offsite (encrypted offsite copies of each set), several (PROFILE=scale,pooler), or none for the small stack"
 	done
 	for known in "${OPS_PROFILES[@]}"; do
 		for profile in "${asked[@]}"; do
@@ -383,4 +383,14 @@ ops_profile() {
 	local profiles
 	profiles="$(ops_profiles)" || exit 1
 	grep -qx -- "$1" <<<"$profiles"
+}
+
+# usage: ops_offsite_key_check  -> stops unless AGE_KEY names a readable age private key file
+# The key is read by the ops script (as you) and handed to the container on stdin: the container's user need
+# not be able to read your file, and the key is never written into the stack.
+ops_offsite_key_check() {
+	[[ -n "${AGE_KEY:-}" ]] || ops_usage "an offsite copy needs the age private key that decrypts it" \
+		"hint: AGE_KEY=<file age-keygen wrote> (the private key of a public key in BACKUP_OFFSITE_RECIPIENTS)"
+	[[ -r "$AGE_KEY" ]] || ops_die "unable to read AGE_KEY=$AGE_KEY: no such file or no permission" \
+		"hint: name the key file age-keygen wrote (AGE-SECRET-KEY-1...)"
 }

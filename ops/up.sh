@@ -14,6 +14,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=ops/releases.sh
 source "$OPS_ROOT/ops/releases.sh"
 
+# usage: up_check_offsite_secret  -> stops unless PROFILE=offsite's secret access key file has content
+# Compose would only say that a secret's file is missing; this names the file and what goes in it.
+up_check_offsite_secret() {
+	local dir file
+	dir="$(ops_secrets_dir)"
+	file="$(ops_setting OFFSITE_SECRET_ACCESS_KEY_FILE "$dir/offsite_secret_access_key")"
+	[[ -s "$file" ]] || ops_die "PROFILE=offsite needs the offsite target's secret access key in $file" \
+		"hint: write the secret access key of BACKUP_OFFSITE_ACCESS_KEY_ID into $file (mode 0600, owner uid $OPS_SERVICE_UID)" \
+		"hint: or leave offsite out of PROFILE: the stack then keeps its backups on this host only"
+}
+
 up_main() {
 	up_start
 	# what runs now, for make rollback after a later make upgrade
@@ -28,6 +39,9 @@ up_start() {
 	fi
 	"$OPS_ROOT/ops/docker-engine.sh"
 	"$OPS_ROOT/ops/secrets.sh"
+	if ops_profile offsite; then
+		up_check_offsite_secret
+	fi
 	if [[ ! -f "$OPS_ENV_FILE" ]]; then
 		cp "$OPS_ROOT/compose/.env.example" "$OPS_ENV_FILE"
 		ops_note "created $OPS_ENV_FILE from .env.example"

@@ -15,6 +15,11 @@ venv_main() {
 	ops_pip "$venv/bin/python" install --quiet -r "$OPS_ROOT/requirements/dev.lock"
 	ops_pip "$venv/bin/python" install --quiet --no-deps \
 		-e "$OPS_ROOT/services/mcp" -e "$OPS_ROOT/services/backup"
+	# the backup tests encrypt offsite copies with the real age and send them with the real rclone, as the
+	# backup image does
+	if ! command -v age >/dev/null 2>&1 || ! command -v rclone >/dev/null 2>&1; then
+		ops_install_packages "install age (https://age-encryption.org) and rclone (https://rclone.org): Debian's packages" age rclone
+	fi
 	touch "$venv/.installed"
 }
 

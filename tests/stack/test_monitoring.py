@@ -119,8 +119,8 @@ def test_every_alert_rule_is_loaded_and_evaluates(monitored: Stack) -> None:
     def rules() -> list[dict[str, Any]]:
         return [rule for group in api(monitored, "rules")["groups"] for rule in group["rules"]]
 
-    until(lambda: len(rules()) == 17 and all(rule.get("lastEvaluation", "0001").startswith("20") for rule in rules()),
-          60, "17 rules evaluated")  # fmt: skip
+    until(lambda: len(rules()) == 18 and all(rule.get("lastEvaluation", "0001").startswith("20") for rule in rules()),
+          60, "18 rules evaluated")  # fmt: skip
     assert all(rule["health"] == "ok" for rule in rules()), [r for r in rules() if r["health"] != "ok"]
 
 

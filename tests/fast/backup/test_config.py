@@ -245,6 +245,27 @@ def test_every_spec_is_read() -> None:
         "BACKUP_LOG_LEVEL": "debug",
     }
     names = {spec.name for spec in SPECS}
-    assert set(changed) == names, "add the new setting to this test"
+    # the offsite settings only count together (a URL needs recipients and credentials): each changes a whole set
+    offsite_base = {
+        "BACKUP_OFFSITE_URL": "s3://pgstack-backups/a",
+        "BACKUP_OFFSITE_ENDPOINT": "https://s3.example.com",
+        "BACKUP_OFFSITE_REGION": "eu-west-1",
+        "BACKUP_OFFSITE_ACCESS_KEY_ID": "id",
+        "BACKUP_OFFSITE_SECRET_ACCESS_KEY": "secret",
+        "BACKUP_OFFSITE_RECIPIENTS": "age1" + "q" * 58,
+        "BACKUP_OFFSITE_KEEP": "7",
+    }
+    offsite_changed = {
+        "BACKUP_OFFSITE_URL": "s3://pgstack-backups/b",
+        "BACKUP_OFFSITE_ENDPOINT": "https://minio.example.com",
+        "BACKUP_OFFSITE_REGION": "us-east-2",
+        "BACKUP_OFFSITE_ACCESS_KEY_ID": "other-id",
+        "BACKUP_OFFSITE_SECRET_ACCESS_KEY": "other-secret",
+        "BACKUP_OFFSITE_RECIPIENTS": "age1" + "p" * 58,
+        "BACKUP_OFFSITE_KEEP": "3",
+    }
+    assert set(changed) | set(offsite_changed) == names, "add the new setting to this test"
     for name, value in changed.items():
         assert Settings.from_env({name: value}) != base, f"{name}={value} changed nothing"
+    for name, value in offsite_changed.items():
+        assert Settings.from_env({**offsite_base, name: value}) != Settings.from_env(offsite_base), f"{name} is unread"

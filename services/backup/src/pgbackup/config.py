@@ -23,6 +23,7 @@ import psycopg
 import pytz
 from psycopg.conninfo import conninfo_to_dict
 
+from pgbackup.age import parse_recipients
 from pgbackup.cadence import Cadence, parse_cadence
 from pgbackup.errors import ConfigError
 from pgbackup.target import SECRET_KEYWORDS, Target, check_keywords
@@ -206,7 +207,30 @@ def _drill_scratch(text: str) -> str:
     return text.lower()
 
 
+def _offsite_url(text: str) -> tuple[str, str] | None:
+    """(bucket, prefix) of `s3://bucket[/prefix]`; None when empty (no offsite copies)."""
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError("not an s3://bucket[/prefix] URL\nhint: use e.g. s3://backups/pgstack")
+    if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
+        raise ValueError(
+            "has a query, credentials or a port\nhint: put the endpoint in BACKUP_OFFSITE_ENDPOINT and the "
+            "credentials in BACKUP_OFFSITE_ACCESS_KEY_ID and BACKUP_OFFSITE_SECRET_ACCESS_KEY_FILE"
+        )
+    if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", parts.netloc):
+        raise ValueError(f"bucket {parts.netloc!r} is not an S3 bucket name\nhint: 3 to 63 of a-z, 0-9, . and -")
+    return parts.netloc, parts.path.strip("/")
+
+
+def _recipients(text: str) -> tuple[str, ...]:
+    return parse_recipients(text) if text else ()
+
+
 _ANY_TEXT = "text"
+OFFSITE_URL = "BACKUP_OFFSITE_URL"
+OFFSITE_SECRET = "BACKUP_OFFSITE_SECRET_ACCESS_KEY"
 URL = "BACKUP_DATABASE_URL"
 PASSWORD = "BACKUP_PGPASSWORD"
 CONNECT_TIMEOUT = "BACKUP_PGCONNECT_TIMEOUT"
@@ -548,6 +572,66 @@ SPECS: tuple[Spec, ...] = (
         "stack",
     ),
     Spec(
+        OFFSITE_URL,
+        "offsite_url",
+        _offsite_url,
+        "`s3://bucket[/prefix]`",
+        "",
+        "where each verified set is copied, encrypted with age (docs/operations.md, Offsite copies); empty = no "
+        "offsite copies",
+    ),
+    Spec(
+        "BACKUP_OFFSITE_ENDPOINT",
+        "offsite_endpoint",
+        _url,
+        "an http(s) URL",
+        "",
+        "the S3-compatible service's endpoint (MinIO, Ceph, Garage, a cloud's S3 API); empty = AWS S3",
+    ),
+    Spec(
+        "BACKUP_OFFSITE_REGION",
+        "offsite_region",
+        _text(False),
+        "a region name",
+        "",
+        "the bucket's region (request signing); empty = us-east-1",
+    ),
+    Spec(
+        "BACKUP_OFFSITE_ACCESS_KEY_ID",
+        "offsite_access_key_id",
+        _text(False),
+        _ANY_TEXT,
+        "",
+        "access key id of the offsite credentials (its secret: BACKUP_OFFSITE_SECRET_ACCESS_KEY_FILE)",
+    ),
+    Spec(
+        OFFSITE_SECRET,
+        "offsite_secret_access_key",
+        _text(False),
+        _ANY_TEXT,
+        "",
+        "secret access key of the offsite credentials; the stack mounts compose/secrets/offsite_secret_access_key "
+        "(PROFILE=offsite)",
+        "stack",
+        secret_file=True,
+    ),
+    Spec(
+        "BACKUP_OFFSITE_RECIPIENTS",
+        "offsite_recipients",
+        _recipients,
+        "age public keys, comma-separated",
+        "",
+        "the age public keys (age1...) each copy is encrypted to; the private key never goes on this host",
+    ),
+    Spec(
+        "BACKUP_OFFSITE_KEEP",
+        "offsite_keep",
+        _whole(1, 100_000),
+        "1 to 100000",
+        "7",
+        "offsite retention: keep the newest N complete copies (the newest is never deleted)",
+    ),
+    Spec(
         "BACKUP_LOG_LEVEL", "log_level", _log_level, ", ".join(_LOG_LEVELS), "INFO", "log level (logs are JSON lines)"
     ),
 )
@@ -598,7 +682,19 @@ class Settings:
     drill_scratch: str
     drill_disk_dir: Path | None
     drill_user: str | None
+    offsite_url: tuple[str, str] | None  # (bucket, prefix); None: no offsite copies
+    offsite_endpoint: str | None
+    offsite_region: str
+    offsite_access_key_id: str
+    offsite_secret_access_key: str | None = field(repr=False)
+    offsite_recipients: tuple[str, ...]
+    offsite_keep: int
     log_level: str
+
+    @property
+    def offsite(self) -> bool:
+        """Whether each verified set is copied offsite (BACKUP_OFFSITE_URL is set)."""
+        return self.offsite_url is not None
 
     @property
     def max_backup_age(self) -> float:
@@ -637,7 +733,9 @@ class Settings:
         split: dict[str, str] = {}
         for spec in SPECS:
             if spec.secret_file:
-                values[spec.field] = _secret(spec.name, environ, read_secrets, problems)
+                # the offsite credentials serve commands that never connect too (offsite-verify)
+                read = read_secrets or spec.name == OFFSITE_SECRET
+                values[spec.field] = _secret(spec.name, environ, read, problems)
                 continue
             if spec.connection and url_name is not None:
                 continue  # the URL is the connection; a split setting beside it is refused in _target
@@ -645,7 +743,9 @@ class Settings:
             try:
                 value = _parse(spec, text)
             except ValueError as exc:
-                shown = "<redacted>" if spec.name == "BACKUP_WEBHOOK_URL" else repr(text)  # it may carry a token
+                # a webhook URL may carry a token; a private age key pasted as a recipient must not be echoed
+                secret = spec.name == "BACKUP_WEBHOOK_URL" or "AGE-SECRET-KEY" in text.upper()
+                shown = "<redacted>" if secret else repr(text)
                 problems.append(f"{spec.name}={shown} is invalid: {exc}")
                 continue
             if spec.connection:
@@ -661,6 +761,7 @@ class Settings:
                 _check_rootcert(target, problems)
         else:
             target = _url_target(environ, url_name, url_text, password, timeout, problems)
+        _check_offsite(environ, values, read_secrets, problems)
         if problems:
             raise ConfigError(problems)
         assert target is not None  # no problem: one was made
@@ -673,6 +774,44 @@ class Settings:
             # derived default: a drill of a set the schedule still counts as fresh passes
             settings = replace(settings, drill_max_rpo=settings.max_backup_age)
         return settings
+
+
+def _check_offsite(environ: Mapping[str, str], values: dict[str, Any], read_secrets: bool, problems: list[str]) -> None:
+    """With BACKUP_OFFSITE_URL: recipients, and (for the commands that copy) the credentials; without it: no
+    other BACKUP_OFFSITE_* setting, which would otherwise be silently ignored."""
+    if "offsite_url" not in values or "offsite_recipients" not in values:
+        return  # already reported as invalid
+    others = [
+        spec.name
+        for spec in SPECS
+        if spec.name.startswith("BACKUP_OFFSITE_")
+        and spec.name not in (OFFSITE_URL, "BACKUP_OFFSITE_KEEP", OFFSITE_SECRET)
+        and environ.get(spec.name, "").strip()
+    ]
+    if values["offsite_url"] is None:
+        if others:
+            problems.append(
+                f"{', '.join(others)} set without {OFFSITE_URL}\n"
+                f"hint: set {OFFSITE_URL}=s3://bucket/prefix to copy each set offsite, or unset them"
+            )
+        return
+    if not values["offsite_recipients"]:
+        problems.append(
+            f"{OFFSITE_URL} is set but BACKUP_OFFSITE_RECIPIENTS is empty: the copies would not be encrypted\n"
+            "hint: make a key pair offline with `age-keygen -o key.txt` and set BACKUP_OFFSITE_RECIPIENTS to its "
+            "public key (age1...)"
+        )
+    if not values.get("offsite_access_key_id"):
+        problems.append(
+            f"{OFFSITE_URL} is set but BACKUP_OFFSITE_ACCESS_KEY_ID is empty\n"
+            "hint: set the access key id of credentials that may write, list and delete in the bucket"
+        )
+    if read_secrets and not values.get("offsite_secret_access_key"):
+        problems.append(
+            f"{OFFSITE_URL} is set but {OFFSITE_SECRET}_FILE names no readable, non-empty file\n"
+            "hint: write the secret access key into compose/secrets/offsite_secret_access_key and start the stack "
+            "with PROFILE=offsite (it mounts that secret)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ class ExitCode(IntEnum):
     LOCKED = 16  # another backup or prune holds the backup directory's lock
     ABORTED = 17  # stopped by SIGTERM or SIGINT; partial files were removed
     THRESHOLD = 18  # drill verified the set, but RTO or RPO is over its limit
+    OFFSITE = 19  # the offsite target failed: unreachable, refused, or a copy is missing or incomplete there
+    WRONG_KEY = 20  # the age key given does not decrypt the offsite copy (the copies are left as they were)
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
 
 
@@ -142,6 +144,18 @@ class ToolError(BackupError):
     exit_code = ExitCode.BACKUP
 
 
+class OffsiteError(BackupError):
+    """The offsite target failed (unreachable, refused, no such copy) or a copy there is incomplete."""
+
+    exit_code = ExitCode.OFFSITE
+
+
+class WrongKeyError(BackupError):
+    """The age identity given is not one of the recipients an offsite copy was encrypted to."""
+
+    exit_code = ExitCode.WRONG_KEY
+
+
 __all__ = [
     "AbortedError",
     "BackupError",
@@ -149,6 +163,7 @@ __all__ = [
     "DumpError",
     "ExitCode",
     "LockedError",
+    "OffsiteError",
     "RestoreError",
     "RetentionRefusedError",
     "SetNotFoundError",
@@ -159,4 +174,5 @@ __all__ = [
     "UnreachableError",
     "UsageError",
     "VerificationError",
+    "WrongKeyError",
 ]

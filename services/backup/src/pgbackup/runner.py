@@ -18,6 +18,7 @@ from pgbackup.config import Settings
 from pgbackup.dump import take_backup
 from pgbackup.errors import AbortedError, BackupError, DumpError, LockedError, RetentionRefusedError
 from pgbackup.files import exclusive_lock
+from pgbackup.offsite import copy_set, prune_copies
 from pgbackup.retention import prune
 from pgbackup.state import State, update_state
 from pgbackup.webhook import notify_failure
@@ -45,6 +46,8 @@ class BackupRunner:
                 backup_set = take_backup(settings, clock=self.clock, cancel=self.cancel)
                 self._record_success(backup_set, self.clock.monotonic() - began)
                 self._prune()
+                if settings.offsite:
+                    self._copy_offsite(backup_set)
                 return backup_set
         except LockedError:
             raise  # another run is doing the work: not a failure of the backups
@@ -88,6 +91,48 @@ class BackupRunner:
             return
         if plan.delete:
             logger.info("retention deleted sets=%s kept=%d", ",".join(plan.delete), len(plan.keep))
+
+    def _copy_offsite(self, backup_set: BackupSet) -> None:
+        """Copy the verified set offsite and apply the offsite retention; a failure is logged, recorded (metrics,
+        alert) and posted to the webhook, never raised: the local set is good and the next backup goes on."""
+        try:
+            copy = copy_set(self.settings, backup_set, clock=self.clock)
+            prune_copies(self.settings, keep_also=copy.id)
+        except Exception as exc:  # whatever the target does, the local backups must go on
+            message = exc.message if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+            logger.error(
+                "offsite copy failed set=%s: %s (the local set is kept and verified; the next backup copies again)",
+                backup_set.id,
+                str(exc).replace("\n", " "),
+            )
+            now = self.clock.now()
+
+            def record_failure(state: State) -> None:
+                state.offsite_last_failure_at = now
+                state.offsite_last_error = message
+                state.offsite_failures_total += 1
+                state.offsite_consecutive_failures += 1
+
+            state = update_state(self.settings.state_file, self.clock, record_failure)
+            notify_failure(
+                self.settings,
+                {
+                    "event": "offsite_copy_failed",
+                    "at": to_iso(now),
+                    "set": backup_set.id,
+                    "error": message,
+                    "consecutive_failures": state.offsite_consecutive_failures,
+                },
+            )
+            return
+
+        def record_success(state: State) -> None:
+            state.offsite_last_success_at = self.clock.now()
+            state.offsite_last_set = copy.id
+            state.offsite_copies_total += 1
+            state.offsite_consecutive_failures = 0
+
+        update_state(self.settings.state_file, self.clock, record_success)
 
     def _record_success(self, backup_set: BackupSet, seconds: float) -> None:
         def record(state: State) -> None:

@@ -31,6 +31,8 @@ _TIMESTAMPS = (
     "last_prune_at",
     "last_scrub_at",
     "last_drill_at",
+    "offsite_last_success_at",
+    "offsite_last_failure_at",
 )
 
 
@@ -64,6 +66,13 @@ class State:
     last_drill_error: str | None = None
     drills_total: int = 0
     drill_failures_total: int = 0
+    offsite_last_success_at: datetime | None = None  # the end of the last complete offsite copy
+    offsite_last_set: str | None = None
+    offsite_last_failure_at: datetime | None = None
+    offsite_last_error: str | None = None
+    offsite_copies_total: int = 0
+    offsite_failures_total: int = 0
+    offsite_consecutive_failures: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

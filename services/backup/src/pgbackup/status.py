@@ -184,6 +184,29 @@ class StatusCollector(Collector):
         yield from counter(
             "pgbackup_scheduled_drill_failures", "scheduled drills that failed", state.get("drill_failures_total", 0)
         )
+        if self.settings.offsite:
+            yield from gauge("pgbackup_offsite_enabled", "1 when each verified set is copied offsite", 1)
+            yield from gauge(
+                "pgbackup_offsite_last_success_timestamp_seconds",
+                "end of the last complete offsite copy",
+                _timestamp(state.get("offsite_last_success_at")),
+            )
+            yield from gauge(
+                "pgbackup_offsite_last_failure_timestamp_seconds",
+                "time of the last failed offsite copy",
+                _timestamp(state.get("offsite_last_failure_at")),
+            )
+            yield from gauge(
+                "pgbackup_offsite_consecutive_failures",
+                "failed offsite copies since the last complete one",
+                state.get("offsite_consecutive_failures", 0),
+            )
+            yield from counter(
+                "pgbackup_offsite_copies", "complete offsite copies", state.get("offsite_copies_total", 0)
+            )
+            yield from counter(
+                "pgbackup_offsite_failures", "failed offsite copies", state.get("offsite_failures_total", 0)
+            )
         if drill:
             yield from gauge(
                 "pgbackup_drill_passed", "1 when the last restore drill passed", int(bool(drill.get("passed")))

@@ -9,12 +9,41 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from pgbackup.commands import backup, drill, drills, healthcheck, prune, restore, run, scrub, settings, status, verify
+from pgbackup.commands import (
+    backup,
+    drill,
+    drills,
+    fetch_offsite,
+    healthcheck,
+    prune,
+    restore,
+    run,
+    scrub,
+    settings,
+    status,
+    verify,
+    verify_offsite,
+)
 from pgbackup.commands import list as list_sets
 
 COMMANDS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (run, backup, verify, scrub, prune, list_sets, status, restore, drill, drills, healthcheck, settings)
+    for module in (
+        run,
+        backup,
+        verify,
+        verify_offsite,
+        fetch_offsite,
+        scrub,
+        prune,
+        list_sets,
+        status,
+        restore,
+        drill,
+        drills,
+        healthcheck,
+        settings,
+    )
 }
 DEFAULT_COMMAND = "run"
 
