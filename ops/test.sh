@@ -10,8 +10,10 @@ test_main() {
 	"$OPS_ROOT/ops/docker-engine.sh"
 	"$OPS_ROOT/ops/secrets.sh"
 	"$OPS_ROOT/ops/images.sh"
-	# built here, with its steps shown: the stack tier's own build (tests/fixtures/stack.py) is then cached
-	ops_build_services
+	# built here, with its steps shown: the stack tier's own build (tests/fixtures/stack.py) is then cached. In a
+	# subshell: the image choice it loads (POSTGRES_IMAGE, ...) must not reach the tests' environment, where it
+	# would override each test project's own choice
+	(ops_build_services)
 	ops_step "running the test suite (fast tier, then stack tier)"
 	cd "$OPS_ROOT"
 	local status=0
