@@ -17,11 +17,16 @@ releases_dir() {
 	printf '%s/releases/%s' "$OPS_STATE_DIR" "${COMPOSE_PROJECT_NAME:-pgstack}"
 }
 
+# usage: releases_container SERVICE  -> the id of the service's first container, or nothing
+releases_container() {
+	"$OPS_ROOT/ops/compose.sh" ps -q "$1" 2>/dev/null | head -n 1
+}
+
 # usage: releases_running SERVICE  -> the version the service's (first) container runs: the tag of the image
 # Compose made it from (pgstack/mcp:<version>); fails when the service has no container
 releases_running() {
 	local id image
-	id="$("$OPS_ROOT/ops/compose.sh" ps -q "$1" 2>/dev/null | head -n 1)"
+	id="$(releases_container "$1")"
 	[[ -n "$id" ]] || return 1
 	image="$(docker inspect --format '{{.Config.Image}}' "$id")"
 	printf '%s' "${image##*:}"
@@ -31,7 +36,7 @@ releases_running() {
 # with (Compose records them in a label), or nothing
 releases_config_dir() {
 	local id files
-	id="$("$OPS_ROOT/ops/compose.sh" ps -q "$1" 2>/dev/null | head -n 1)"
+	id="$(releases_container "$1")"
 	[[ -n "$id" ]] || return 0
 	files="$(docker inspect --format '{{index .Config.Labels "com.docker.compose.project.config_files"}}' "$id")"
 	[[ -n "$files" && "$files" != "<no value>" ]] || return 0
@@ -59,12 +64,13 @@ releases_save() {
 	fi
 }
 
-# usage: releases_record VERSION
-# VERSION now runs, with this checkout's files (or, on rollback, its own copy): appended to the history.
+# usage: releases_record VERSION [COMPOSE_DIR]
+# VERSION runs with COMPOSE_DIR's files (default: the ones ops/compose.sh runs, this checkout's or, on rollback,
+# the release's own copy): kept, and appended to the history.
 releases_record() {
 	local version="$1" dir
 	dir="$(releases_dir)"
-	releases_save "$version" "$OPS_COMPOSE_DIR" "${OPS_IMAGE_CHOICE:-$OPS_STATE_DIR/images.env}"
+	releases_save "$version" "${2:-$OPS_COMPOSE_DIR}" "${OPS_IMAGE_CHOICE:-$OPS_STATE_DIR/images.env}"
 	printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$version" >>"$dir/history"
 	releases_prune
 }

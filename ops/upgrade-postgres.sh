@@ -22,13 +22,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=ops/releases.sh
 source "$OPS_ROOT/ops/releases.sh"
 
-# usage: major_psql SQL  -> psql -tAc SQL as postgres in the postgres container (TLS over loopback)
-major_psql() {
-	"$OPS_ROOT/ops/compose.sh" exec -T postgres bash -c \
-		'PGPASSWORD="$(cat /run/secrets/postgres_password)" PGSSLMODE=verify-full PGSSLROOTCERT=/run/secrets/tls_ca_cert psql --no-psqlrc -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d postgres -tAc "$1"' \
-		psql "$1"
-}
-
 # usage: major_upgrade_cluster IMAGE VOLUME OLD NEW INITDB_ARGS  (the old cluster stopped)
 major_upgrade_cluster() {
 	local image="$1" volume="$2" old="$3" new="$4" initdb_args="$5"
@@ -124,7 +117,7 @@ major_main() {
 			ops_die "$service did not turn healthy on PostgreSQL $major" \
 				"hint: make rollback (back to $from_version on PostgreSQL $old, its cluster as it was before the upgrade)"
 	done
-	major_psql "SELECT version()"
+	"$OPS_ROOT/ops/psql.sh" postgres -v ON_ERROR_STOP=1 -tAc "SELECT version()" </dev/null
 	# PostgreSQL 18 and later carry the planner's statistics across pg_upgrade; what is missing is gathered
 	"$OPS_ROOT/ops/compose.sh" exec -T postgres bash -c \
 		'PGPASSWORD="$(cat /run/secrets/postgres_password)" PGSSLMODE=verify-full PGSSLROOTCERT=/run/secrets/tls_ca_cert vacuumdb -h 127.0.0.1 -U postgres --all --analyze-in-stages --missing-stats-only' >/dev/null

@@ -49,8 +49,7 @@ upgrade_main() {
 		local running_files
 		running_files="$(releases_config_dir mcp)"
 		if [[ -n "$running_files" && -f "$running_files/compose.yaml" ]]; then
-			releases_save "$UPGRADE_FROM" "$running_files" "$OPS_STATE_DIR/images.env"
-			printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$UPGRADE_FROM" >>"$(releases_dir)/history"
+			releases_record "$UPGRADE_FROM" "$running_files"
 			ops_note "saved the Compose files $UPGRADE_FROM runs with ($running_files)"
 		else
 			ops_warn "no copy of the Compose files $UPGRADE_FROM runs with: make rollback would use this checkout's"

@@ -9,6 +9,8 @@
 set -Eeuo pipefail
 # shellcheck source=ops/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# once for every ops/compose.sh this wait runs (each would otherwise read git and the base image again)
+ops_load_image_choice
 
 # usage: wait_containers SERVICE  -> the ids of the service's containers (one per replica), one per line, or
 # nothing when it has none yet. All of them: a scaled service is healthy when every replica is. A failed
