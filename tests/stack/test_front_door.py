@@ -90,7 +90,7 @@ async def test_the_sdk_client_calls_tools_over_https_trusting_the_stacks_ca(tls_
 
 
 def test_https_sends_hsts_and_a_client_without_the_ca_is_refused(tls_stack: Stack) -> None:
-    status, headers, _ = https(tls_stack, "GET", "/healthz")
+    status, headers, _ = https(tls_stack, "POST", "/mcp", mcp_body("tools/list"), mcp_headers(tls_stack.api_key))
     assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
     assert "server" not in headers
     untrusting = ssl.create_default_context()  # the system's roots only: the stack's CA is not among them
@@ -100,6 +100,23 @@ def test_https_sends_hsts_and_a_client_without_the_ca_is_refused(tls_stack: Stac
     with socket.create_connection(("127.0.0.1", tls_port(tls_stack)), timeout=10) as raw:
         with trusting(tls_stack).wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.version() == "TLSv1.3"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/healthz", "/", "/mcp/../metrics", "/%6detrics"])
+def test_only_the_endpoint_and_its_metadata_are_public(tls_stack: Stack, path: str) -> None:
+    """/metrics carries key names as labels and /readyz the database's state: they stay on the stack's
+    network (Prometheus and the load balancer reach them there), and the front door answers 404."""
+    status, headers, body = https(tls_stack, "GET", path)
+    assert status == 404 and headers["strict-transport-security"] == "max-age=31536000"
+    assert body == b"not found: this address serves the MCP endpoint at /mcp"
+    inside = tls_stack.container("mcp").exec_run(
+        [
+            "python",
+            "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())",
+        ]
+    )
+    assert inside.exit_code == 0 and b"pgmcp_api_key_last_used_timestamp_seconds" in inside.output
 
 
 def test_plain_http_is_redirected_to_the_public_url(tls_stack: Stack) -> None:
