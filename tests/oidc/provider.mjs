@@ -1,16 +1,18 @@
 // A real OpenID provider for the OAuth tests: oidc-provider (OpenID certified), issuing JWT access tokens
 // (RFC 9068) bound to a resource (RFC 8707) with the client credentials grant. Started by
 // devtools/oidc_provider.py on a loopback port; everything comes from the environment:
-//   ISSUER      the issuer identifier (http://127.0.0.1:<PORT>)
-//   PORT        where it listens (127.0.0.1 only)
+//   ISSUER      the issuer identifier (http://127.0.0.1:<PORT>, or https://<name>:<PORT> with TLS_CERT)
+//   HOST, PORT  where it listens (HOST: 127.0.0.1 unless given; a container gives 0.0.0.0)
+//   TLS_CERT, TLS_KEY  optional: serve HTTPS with this certificate (PEM files), as an issuer must off loopback
 //   JWKS_FILE   its signing keys, private (the test writes them; a restart with other keys is a rotation)
 //   CLIENTS     JSON list of clients: {client_id, client_secret, scope}
 //   RESOURCES   the resource indicators it issues tokens for, comma-separated (others: invalid_target)
 //   TOKEN_TTL   access token lifetime in seconds
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
-const { ISSUER, PORT, JWKS_FILE, CLIENTS, RESOURCES, TOKEN_TTL } = process.env;
+const { ISSUER, HOST, PORT, JWKS_FILE, CLIENTS, RESOURCES, TOKEN_TTL, TLS_CERT, TLS_KEY } = process.env;
 const resources = new Set(RESOURCES.split(','));
 const scopes = ['pg:read', 'pg:explain', 'pg:schema:sales', 'other:scope'];
 
@@ -47,6 +49,10 @@ const provider = new Provider(ISSUER, {
   },
 });
 
-provider.listen(Number(PORT), '127.0.0.1', () => {
-  process.stdout.write(`oidc-provider listening on ${ISSUER}\n`);
-});
+const listening = () => process.stdout.write(`oidc-provider listening on ${ISSUER}\n`);
+if (TLS_CERT) {
+  const tls = { cert: readFileSync(TLS_CERT), key: readFileSync(TLS_KEY) };
+  createServer(tls, provider.callback()).listen(Number(PORT), HOST || '127.0.0.1', listening);
+} else {
+  provider.listen(Number(PORT), HOST || '127.0.0.1', listening);
+}

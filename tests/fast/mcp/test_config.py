@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.tls import CertificateAuthority
 from pgmcp import generated
 from pgmcp.config import VARIABLES, Settings, parse_api_keys, unknown_variables
 from pgmcp.errors import ConfigError
@@ -39,6 +40,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     keys.write_text("# comment\n\nalice:" + "a" * 32 + "\nbob:" + "b" * 32 + ", carol:" + "c" * 32 + "\n")
     password = tmp_path / "password"
     password.write_text("s3cret\n")
+    oauth_ca = CertificateAuthority.create().write(tmp_path / "oauth-ca.crt")
     env = {
         "MCP_DATABASE_HOST": "standby-a,postgres",
         "MCP_DATABASE_PORT": "5433",
@@ -62,6 +64,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "MCP_OAUTH_AUDIENCE": "pgmcp",
         "MCP_OAUTH_ALGORITHMS": "RS256, ES256",
         "MCP_OAUTH_SCHEMA_SCOPES": "sales=shop,reporting; hr=hr",
+        "MCP_OAUTH_CA_CERT": str(oauth_ca),
         "MCP_MAX_ROWS": "500",
         "MCP_MAX_BYTES": "1MiB",
         "MCP_MAX_CELL_BYTES": "4096",
@@ -94,6 +97,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.oauth_jwks_url == "https://login.example.com/realms/team/certs"
     assert settings.oauth_algorithms == ("RS256", "ES256") and settings.api_keys_file == str(keys)
     assert settings.oauth_schema_scopes == (("sales", ("shop", "reporting")), ("hr", ("hr",)))
+    assert settings.oauth_ca_cert == str(oauth_ca)
     assert settings.schemas == ("shop", "reporting") and settings.log_level == "DEBUG"
     assert settings.allow_public_temp is True
     assert settings.workers == 3
@@ -207,6 +211,25 @@ def test_bad_tls_settings_are_refused_with_what_to_fix(env: dict[str, str], expe
     with pytest.raises(ConfigError) as error:
         Settings.from_env(minimal(**env))
     assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+
+
+def test_a_bad_ca_file_for_the_issuer_is_refused_with_what_to_fix(tmp_path: Path) -> None:
+    oauth = {"MCP_PUBLIC_URL": "https://mcp.example.com", "MCP_OAUTH_ISSUER": "https://login.example.com"}
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    cases = {
+        "/nonexistent/ca.crt": "MCP_OAUTH_CA_CERT='/nonexistent/ca.crt' is invalid: unable to read the CA file: "
+        "No such file or directory\nhint: mount the authorization server's CA certificate there",
+        str(not_pem): f"MCP_OAUTH_CA_CERT={str(not_pem)!r} is invalid: not PEM CA certificates",
+    }
+    for raw, expected in cases.items():
+        with pytest.raises(ConfigError) as error:
+            Settings.from_env(minimal(**oauth, MCP_OAUTH_CA_CERT=raw))
+        assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+    good = CertificateAuthority.create().write(tmp_path / "good.crt")
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(minimal(MCP_OAUTH_CA_CERT=str(good)))
+    assert error.value.problems == ["MCP_OAUTH_CA_CERT is set but MCP_OAUTH_ISSUER is not\nhint: set both, or neither"]
 
 
 def test_the_systems_roots_with_verify_full_are_accepted() -> None:

@@ -24,6 +24,7 @@ from devtools.native_pg import NativePostgres
 from devtools.net import free_port
 from devtools.oidc_provider import Client as OidcClient
 from devtools.oidc_provider import OidcProvider, rsa_jwk
+from devtools.tls import CertificateAuthority
 from pgmcp.oauth import JWKS_REFRESH_MIN_S
 from tests.fast.mcp.raw_http import post, rpc
 
@@ -316,3 +317,51 @@ def test_a_schema_group_scope_limits_a_token_to_its_schemas(grouped: McpServerPr
     status, challenge, body = bearer(grouped, no_group)
     assert status == 403 and 'error="insufficient_scope", scope="pg:schema:sales"' in challenge
     assert body["error"]["message"].startswith("the access token grants no schema group of this server")
+
+
+def test_an_issuer_on_https_with_a_private_ca_is_trusted_only_through_mcp_oauth_ca_cert(pg: NativePostgres) -> None:
+    """An authorization server whose certificate a private CA issued (a team's own IdP): with MCP_OAUTH_CA_CERT
+    the server fetches its keys over HTTPS and takes its tokens; with the system's roots only it cannot fetch
+    them, answers 503 with Retry-After saying so, and logs the certificate failure."""
+    ca = CertificateAuthority.create("team IdP CA")
+    ports = {"trusting": free_port(), "untrusting": free_port()}
+    resources = [f"http://127.0.0.1:{port}/mcp" for port in ports.values()]
+    with OidcProvider.start(resources=resources, clients=[TEAM], ca=ca) as idp:
+        assert idp.issuer.startswith("https://127.0.0.1:")
+        ca_file = ca.write(idp.workdir / "idp-ca.crt")
+        servers: dict[str, McpServerProcess] = {}
+        try:
+            for name, port in ports.items():
+                servers[name] = start_mcp_process(
+                    pg,
+                    keys={"alice": secrets.token_hex(32)},
+                    port=port,
+                    overrides={
+                        "MCP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                        "MCP_OAUTH_ISSUER": idp.issuer,
+                        "MCP_POOL_MIN_SIZE": "1",
+                        "MCP_POOL_MAX_SIZE": "2",
+                    }
+                    | ({"MCP_OAUTH_CA_CERT": str(ca_file)} if name == "trusting" else {}),
+                )
+            trusting, untrusting = servers["trusting"], servers["untrusting"]
+            status, _, body = bearer(trusting, idp.token("team", resource=resource(trusting)))
+            assert status == 200 and not body["result"]["isError"], body
+            status, headers, raw = post(
+                untrusting,
+                rpc("tools/call", {"name": "list_schemas", "arguments": {}}),
+                key=None,
+                headers={"Authorization": f"Bearer {idp.token('team', resource=resource(untrusting))}"},
+            )
+            body = json.loads(raw)
+            assert status == 503 and headers["retry-after"] == "30", (status, headers)
+            assert body["error"]["message"].startswith(f"this server cannot fetch the signing keys of {idp.issuer}")
+            log = untrusting.log_text()
+            assert (
+                f"unable to reach {idp.issuer}/.well-known/oauth-authorization-server: [SSL: CERTIFICATE_VERIFY_FAILED]"
+                in log
+            )
+            assert "hint: check MCP_OAUTH_CA_CERT, the CA that issued its certificate" in log
+        finally:
+            for server in servers.values():
+                server.cleanup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -97,6 +98,7 @@ class Settings:
     oauth_audience: str = ""
     oauth_algorithms: tuple[str, ...] = OAUTH_ALGORITHMS
     oauth_schema_scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    oauth_ca_cert: str = ""
     bind_host: str = "127.0.0.1"
     port: int = 8080
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
@@ -476,6 +478,25 @@ def _issuer(raw: str) -> str:
     return value
 
 
+def _ca_cert(raw: str) -> str:
+    """A readable file of CA certificates (PEM) that verify the authorization server's TLS certificate."""
+    value = raw.strip()
+    if not value:
+        return ""
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError as exc:  # before OSError, of which it is one
+        raise ValueError(
+            f"not PEM CA certificates ({exc.reason or exc})\nhint: give the CA's certificate, PEM"
+        ) from None
+    except OSError as exc:
+        raise ValueError(
+            f"unable to read the CA file: {exc.strerror or exc}\nhint: mount the authorization server's CA "
+            "certificate there (docs: services/mcp/README.md, Remote access), or unset it for the system's roots"
+        ) from None
+    return value
+
+
 def _schema_scopes(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`group=schema,schema;group=schema`: the scope `pg:schema:<group>` lets a token read those schemas."""
     groups: list[tuple[str, tuple[str, ...]]] = []
@@ -750,6 +771,14 @@ VARIABLES: tuple[Variable, ...] = (
         "schema groups as OAuth scopes: with `sales=shop,reporting`, a token needs `pg:schema:sales` (or another "
         "group's scope) and reads only its groups' schemas",
         default_doc="(none: a token reads every schema the role may)",
+    ),
+    Variable(
+        "MCP_OAUTH_CA_CERT",
+        "oauth_ca_cert",
+        Text(_ca_cert, "a readable file"),
+        "the CA certificates (PEM) that verify the authorization server's TLS certificate, for one whose "
+        "certificate no public CA issued; only these are trusted for it then",
+        default_doc="(the system's trusted roots)",
     ),
     Variable("MCP_MAX_ROWS", "max_rows", Whole(1, 10_000), "most rows a `query` returns; a model may ask fewer"),
     Variable(
@@ -1112,7 +1141,7 @@ def _check_values(values: Mapping[str, Any]) -> list[str]:
             "MCP_OAUTH_ISSUER needs MCP_PUBLIC_URL: the resource identifier tokens are issued for, and the address "
             "of the metadata a 401 points clients at\nhint: set MCP_PUBLIC_URL=https://<the address clients use>"
         )
-    for name in ("oauth_jwks_url", "oauth_audience", "oauth_schema_scopes"):
+    for name in ("oauth_jwks_url", "oauth_audience", "oauth_schema_scopes", "oauth_ca_cert"):
         if values[name] and not values["oauth_issuer"]:
             problems.append(f"MCP_{name.upper()} is set but MCP_OAUTH_ISSUER is not\nhint: set both, or neither")
     if values["max_cell_bytes"] > values["max_bytes"]:

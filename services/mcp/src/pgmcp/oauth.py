@@ -7,7 +7,8 @@ A token is accepted when all of these hold (PyJWT does the cryptography and the 
   key names its own `alg`, that one;
 - its signature verifies with the issuer's key of that `kid`, from the JWKS (cached for `JWKS_TTL_S`; an
   unknown `kid` fetches it again, at most every `JWKS_REFRESH_MIN_S`, so a stream of made-up kids cannot make
-  the server hammer the issuer; every fetch has a timeout);
+  the server hammer the issuer; every fetch has a timeout, and the issuer's TLS certificate is checked against
+  the system's roots or `MCP_OAUTH_CA_CERT`);
 - `iss` is `MCP_OAUTH_ISSUER`, `aud` holds this resource (RFC 8707: a token issued for another server is
   refused, so nobody can replay one here), `exp` is in the future and `nbf`/`iat` not, with `LEEWAY_S` of
   clock skew; `sub` is present.
@@ -18,6 +19,7 @@ server reaches PostgreSQL with its own role, whoever the caller is.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +82,10 @@ class Verifier:
         self.algorithms = settings.oauth_algorithms
         self._jwks_url = settings.oauth_jwks_url
         self._schema_groups = settings.oauth_schema_scopes
+        # the issuer's TLS certificate is checked against MCP_OAUTH_CA_CERT alone when it is set
+        self._tls: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=settings.oauth_ca_cert) if settings.oauth_ca_cert else True
+        )
         self._clock = clock
         self._keys: _Keys | None = None
         self._last_fetch_attempt = float("-inf")
@@ -210,7 +216,7 @@ class Verifier:
             return self._keys
 
     async def _fetch(self) -> dict[str, SigningKey]:
-        async with httpx2.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
+        async with httpx2.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False, verify=self._tls) as client:
             url = self._jwks_url or await self._discover(client)
             document = await _get_json(client, url)
         keys: dict[str, SigningKey] = {}
@@ -229,17 +235,35 @@ class Verifier:
     async def _discover(self, client: httpx2.AsyncClient) -> str:
         """The issuer's `jwks_uri`: RFC 8414 metadata first, then OpenID Connect discovery."""
         base = self.issuer.rstrip("/")
+        failures: list[str] = []
         for url in (f"{base}/.well-known/oauth-authorization-server", f"{base}/.well-known/openid-configuration"):
             try:
                 document = await _get_json(client, url)
-            except (httpx2.HTTPError, ValueError):
+            except httpx2.TransportError as exc:  # not reached at all: the same for the other document
+                hint = "MCP_OAUTH_CA_CERT, the CA that issued its certificate" if _is_certificate(exc) else "the URL"
+                raise ValueError(f"unable to reach {url}: {exc}\nhint: check {hint}") from None
+            except (httpx2.HTTPError, ValueError) as exc:
+                failures.append(f"{url}: {exc}")
                 continue
             if isinstance(document, dict) and isinstance(document.get("jwks_uri"), str):
                 if document.get("issuer") != self.issuer:
                     raise ValueError(f"{url} names the issuer {document.get('issuer')!r}, not {self.issuer}")
                 self._jwks_url = document["jwks_uri"]
                 return self._jwks_url
-        raise ValueError(f"{self.issuer} publishes no metadata with a jwks_uri: set MCP_OAUTH_JWKS_URL")
+            failures.append(f"{url}: no jwks_uri")
+        raise ValueError(
+            f"{self.issuer} publishes no metadata with a jwks_uri ({'; '.join(failures)}): set MCP_OAUTH_JWKS_URL"
+        )
+
+
+def _is_certificate(exc: BaseException) -> bool:
+    """A TLS failure because the peer's certificate did not verify, anywhere in the exception's causes."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _only(keys: dict[str, SigningKey]) -> SigningKey | None:
