@@ -56,3 +56,5 @@ if (TLS_CERT) {
 } else {
   provider.listen(Number(PORT), HOST || '127.0.0.1', listening);
 }
+// a container's process 1 gets no default handler: stop at once when asked
+process.on('SIGTERM', () => process.exit(0));

@@ -2,36 +2,109 @@
 stack's CA issued on first use, the MCP endpoint answers over HTTPS to a client that trusts that CA (the
 official SDK client), plain HTTP is redirected to MCP_PUBLIC_URL, a wrong Host is refused, HSTS is sent, and
 the MCP container publishes no port. Keys made with `make api-key` on the host work through it at once (the
-container reads the bind-mounted key file again by itself)."""
+container reads the bind-mounted key file again by itself). OAuth beside the keys: the team's authorization
+server (oidc-provider) runs as a container of the stack with a certificate of its own CA, mounted into mcp
+by the README's override; its tokens call tools through the front door."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import ProtectedResourceMetadata
 
 from devtools.net import free_port
+from devtools.oidc_provider import Client as OidcClient
+from devtools.oidc_provider import OidcProvider, installed
 from devtools.paths import REPO
-from tests.fast.clients.helpers import install_clients, only_block, run_bash
+from devtools.tls import CertificateAuthority
+from tests.fast.clients.helpers import install_clients, only_block, replace_documented, run_bash
 from tests.fixtures.stack import Stack, start_stack
 
 pytestmark = pytest.mark.stack
 
 
+IDP_CA_SECTION = "### An authorization server with a certificate of your own CA"
+IDP = OidcClient("team", "team-secret-" + "y" * 20)
+IDP_PORT = 4443  # the container's; this host reaches it on a free loopback port
+
+
+def idp_override(provider: OidcProvider) -> str:
+    """The README's override for an authorization server with its own CA, its CA file where the provider's
+    files are, plus the provider itself: oidc-provider under the pinned Node in a container on `mcp-edge`,
+    as `https://oidc:4443` with a certificate from that CA, published on 127.0.0.1 for the test's token requests."""
+    documented = replace_documented(
+        only_block(IDP_CA_SECTION, "yaml"), {"./secrets/idp-ca.crt": str(provider.workdir / "idp-ca.crt")}
+    )
+    node, tree = installed()
+    shutil.copy(REPO / "tests" / "oidc" / "provider.mjs", tree / "provider.mjs")
+    ready = (
+        f"fetch('{provider.issuer}/.well-known/openid-configuration')"
+        ".then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+    )
+    service = {
+        "image": "pgstack/mcp:${STACK_VERSION:-dev}",  # a Debian with glibc and libstdc++, which Node needs
+        "user": "999:999",
+        "read_only": True,
+        "entrypoint": ["/opt/node/bin/node", "/opt/oidc/provider.mjs"],
+        "environment": {**provider.environment(Path("/run/oidc")), "NODE_EXTRA_CA_CERTS": "/run/oidc/idp-ca.crt"},
+        "volumes": [f"{node.parent.parent}:/opt/node:ro", f"{tree}:/opt/oidc:ro", f"{provider.workdir}:/run/oidc:ro"],
+        "networks": ["mcp-edge"],
+        "ports": [f"127.0.0.1:{provider.port}:{IDP_PORT}"],
+        "healthcheck": {"test": ["CMD", "/opt/node/bin/node", "-e", ready], "interval": "2s", "retries": 30},
+    }
+    override = yaml.safe_load(documented)
+    override["services"]["oidc"] = service
+    return str(yaml.safe_dump(override, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
-def tls_stack() -> Iterator[Stack]:
-    with start_stack(profile="tls", env={"MCP_TLS_PORT": str(free_port())}) as running:
+def idp() -> Iterator[OidcProvider]:
+    """The team's authorization server, its files ready for the container `tls_stack` runs it in."""
+    tls_port = free_port()
+    provider = OidcProvider.prepare(
+        resources=[f"https://localhost:{tls_port}/mcp"],
+        clients=[IDP],
+        ca=CertificateAuthority.create("team IdP CA"),
+        name="oidc",
+        listen_port=IDP_PORT,
+    )
+    assert provider.ca is not None
+    provider.ca.write(provider.workdir / "idp-ca.crt")
+    try:
+        yield provider
+    finally:
+        provider.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tls_stack(idp: OidcProvider) -> Iterator[Stack]:
+    """The front door with API keys and OAuth together, its authorization server a container of the stack
+    with a certificate of its own CA (the README's override)."""
+    override = idp.workdir / "compose.override.yaml"
+    override.write_text(idp_override(idp))
+    env = {
+        "MCP_TLS_PORT": str(urlsplit(idp.resources[0]).port),
+        "PGSTACK_OVERRIDE_FILE": str(override),
+        "MCP_OAUTH_ISSUER": idp.issuer,
+        "MCP_OAUTH_CA_CERT": "/run/secrets/oauth_ca_cert",
+    }
+    with start_stack(profile="tls", env=env) as running:
+        running.up("oidc")
         yield running
 
 
@@ -41,6 +114,10 @@ def tls_port(stack: Stack) -> int:
 
 def public_url(stack: Stack) -> str:
     return f"https://localhost:{tls_port(stack)}"
+
+
+def metadata_url(stack: Stack) -> str:
+    return f"{public_url(stack)}/.well-known/oauth-protected-resource/mcp"
 
 
 def trusting(stack: Stack) -> ssl.SSLContext:
@@ -211,3 +288,49 @@ def test_claude_code_connects_through_the_front_door_as_the_remote_section_says(
     untrusting = {**variables, "NODE_EXTRA_CA_CERTS": ""}
     output = run_bash(only_block("### Claude Code", "bash"), env=clients.environment(home, untrusting), cwd=project)
     assert f"postgres: {url} (HTTP) - ✘ Failed to connect" in output.stdout.splitlines(), output.stdout
+
+
+def test_the_oauth_metadata_passes_the_front_door_and_names_the_public_resource(
+    tls_stack: Stack, idp: OidcProvider
+) -> None:
+    status, headers, body = https(tls_stack, "GET", "/.well-known/oauth-protected-resource/mcp")
+    assert status == 200 and headers["content-type"] == "application/json"
+    document = json.loads(body)
+    ProtectedResourceMetadata.model_validate(document)  # the SDK's own model of RFC 9728 section 2
+    assert document["resource"] == f"{public_url(tls_stack)}/mcp"
+    assert document["authorization_servers"] == [idp.issuer] == ["https://oidc:4443"]
+    assert document["bearer_methods_supported"] == ["header"]
+    assert document["scopes_supported"] == ["pg:read", "pg:explain"]
+    headers_without_key = {name: value for name, value in mcp_headers("").items() if name != "Authorization"}
+    status, headers, _ = https(tls_stack, "POST", "/mcp", mcp_body("tools/list"), headers_without_key)
+    assert (status, headers["www-authenticate"]) == (401, f'Bearer resource_metadata="{metadata_url(tls_stack)}"')
+
+
+@pytest.mark.anyio
+async def test_a_token_of_the_teams_authorization_server_calls_tools_through_the_front_door(
+    tls_stack: Stack, idp: OidcProvider
+) -> None:
+    """The mcp container fetches the provider's keys from https://oidc:4443 over `mcp-edge`, trusting the CA
+    the override mounted; the token (client credentials, RFC 8707 resource = the public URL) works over HTTPS
+    through Caddy, a token without `pg:explain` gets 403 naming it, and the audit log names the caller."""
+    resource = f"{public_url(tls_stack)}/mcp"
+    token = idp.token(IDP.client_id, resource=resource, scope="pg:read pg:explain")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(verify=trusting(tls_stack), headers=headers, timeout=30) as http:
+        async with Client(streamable_http_client(resource, http_client=http), cache=None) as client:
+            result = await client.call_tool("query", {"sql": "SELECT count(*) AS orders FROM shop.orders"})
+            assert not result.is_error and result.structured_content is not None
+            assert result.structured_content["rows"] == [[tls_stack.demo_orders]]
+            assert not (await client.call_tool("explain", {"sql": "SELECT 1"})).is_error
+    read_only = idp.token(IDP.client_id, resource=resource, scope="pg:read")
+    explain = mcp_body("tools/call", {"name": "explain", "arguments": {"sql": "SELECT 1"}})
+    status, answer, _ = https(tls_stack, "POST", "/mcp", explain, mcp_headers(read_only))
+    assert status == 403
+    assert answer["www-authenticate"].startswith(
+        f'Bearer resource_metadata="{metadata_url(tls_stack)}", error="insufficient_scope"'
+    )
+    assert 'scope="pg:explain"' in answer["www-authenticate"]
+    logs = tls_stack.compose("logs", "--no-log-prefix", "mcp").stdout
+    audit = [json.loads(line) for line in logs.splitlines() if '"oauth:team' in line]
+    assert any(line.get("subject") == "team" and line.get("client_id") == "team" for line in audit), logs[-2000:]
+    assert f"fetched 1 signing keys of {idp.issuer}" in logs
