@@ -250,6 +250,13 @@ def test_a_key_made_on_the_host_works_through_the_front_door_at_once(tls_stack: 
         assert time.monotonic() < deadline, f"the container did not pick up the new key: {status} {body!r}"
         time.sleep(0.5)
     assert json.loads(body)["result"]["structuredContent"]["row_count"] == 2
+    listed = subprocess.run(
+        [str(REPO / "ops" / "api-keys.sh"), "list"], env=tls_stack.env(), capture_output=True, text=True,
+        check=False, timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows["team-laptop"][7].startswith("20"), listed  # read from the replica, behind the front door
+    assert "last use: as the server counted it" in listed.stderr
     status, _, body = https(
         tls_stack, "POST", "/mcp", mcp_body("tools/call", {"name": "explain", "arguments": {"sql": "SELECT 1"}}),
         mcp_headers(secret))  # fmt: skip

@@ -64,7 +64,8 @@ def key_file(server: McpServerProcess) -> Path:
 
 def make(server: McpServerProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """ops/api-keys.sh, as `make api-key`/`api-keys`/`api-key-revoke` run it, on this server's key file."""
-    environment = {**os.environ, "SECRETS_DIR": str(key_file(server).parent), "MCP_PORT": str(server.port), **env}
+    environment = {**os.environ, "SECRETS_DIR": str(key_file(server).parent), **env}
+    environment["PGMCP_METRICS_URL"] = f"http://127.0.0.1:{server.port}/metrics"  # a server outside the stack
     return subprocess.run(
         [str(REPO / "ops/api-keys.sh"), *args], env=environment, capture_output=True, text=True, timeout=60
     )
@@ -249,3 +250,18 @@ def test_a_key_limited_to_a_schema_reads_only_that_schema(server: McpServerProce
 
 def text(body: Any) -> str:
     return str(body["result"]["content"][0]["text"])
+
+
+def test_the_list_says_when_no_server_can_tell_the_last_use(server: McpServerProcess) -> None:
+    """Without PGMCP_METRICS_URL the list reads the stack's mcp replicas; a project with none running gives '?'
+    and says why, and the rest of the list is still there."""
+    environment = {**os.environ, "SECRETS_DIR": str(key_file(server).parent),
+                   "COMPOSE_PROJECT_NAME": f"pgstack-none-{secrets.token_hex(4)}"}  # fmt: skip
+    environment.pop("PGMCP_METRICS_URL", None)
+    listed = subprocess.run(
+        [str(REPO / "ops/api-keys.sh"), "list"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows["alice"][1] == "valid" and rows["alice"][7] == "?"
+    assert "last use unknown: no server's metrics to read (is the stack's mcp running?)" in listed.stderr

@@ -3,8 +3,8 @@ on the host, against the key file the server reads (`compose/secrets/mcp_api_key
 
     create NAME [--scopes query,explain|pg:read,...] [--schemas a,b] [--max-rows N] [--expires 2027-01-31|90d]
                                 prints the new key once; the file keeps only its SHA-256
-    list [--metrics URL]        name, state, tools, row limit, expiry, creation and last use (from the server's
-                                `pgmcp_api_key_last_used_timestamp_seconds`, since it started)
+    list [--metrics URL|FILE]...  name, state, tools, row limit, expiry, creation and last use (the latest
+                                `pgmcp_api_key_last_used_timestamp_seconds` of the servers, since they started)
     revoke NAME                 marks the key revoked: its user gets 401 saying so, within a second or two
 
 The server picks up every change by itself (`pgmcp.keys.KeyStore`): nothing restarts.
@@ -78,18 +78,26 @@ def parse_rows(raw: str) -> int | None:
     return int(value)
 
 
-def last_used(metrics_url: str) -> tuple[dict[str, datetime], str | None]:
-    """Each key's last use as the server counts it, or an empty map and why it is unknown."""
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=METRICS_TIMEOUT_S) as response:  # noqa: S310 (loopback)
-            text = response.read().decode("utf-8", "replace")
-    except (OSError, urllib.error.URLError) as exc:
-        return {}, f"the server at {metrics_url} did not answer ({getattr(exc, 'reason', exc)})"
+def last_used(sources: Sequence[str]) -> tuple[dict[str, datetime], str | None]:
+    """Each key's last use as the servers count it: the latest over `sources` (a /metrics URL, or a file of
+    what one served: one per replica), or an empty map and why it is unknown."""
+    if not sources:
+        return {}, "no server's metrics to read (is the stack's mcp running?)"
     found: dict[str, datetime] = {}
-    for line in text.splitlines():
-        match = _LAST_USED.match(line.strip())
-        if match and float(match.group(2)) > 0:
-            found[match.group(1)] = datetime.fromtimestamp(float(match.group(2)), UTC)
+    for source in sources:
+        try:
+            if source.startswith(("http://", "https://")):
+                with urllib.request.urlopen(source, timeout=METRICS_TIMEOUT_S) as response:  # noqa: S310 (loopback)
+                    text = response.read().decode("utf-8", "replace")
+            else:
+                text = Path(source).read_text(encoding="utf-8", errors="replace")
+        except (OSError, urllib.error.URLError) as exc:
+            return {}, f"the server at {source} did not answer ({getattr(exc, 'reason', exc)})"
+        for line in text.splitlines():
+            match = _LAST_USED.match(line.strip())
+            if match and float(match.group(2)) > 0:
+                when = datetime.fromtimestamp(float(match.group(2)), UTC)
+                found[match.group(1)] = max(when, found.get(match.group(1), when))
     return found, None
 
 
@@ -112,7 +120,12 @@ def run(argv: Sequence[str], now: datetime | None = None) -> int:
     parser.add_argument("--schemas", default="", help="the only schemas the key may read, comma-separated")
     parser.add_argument("--max-rows", default="", help="a row limit lower than the server's")
     parser.add_argument("--expires", default="", help="2027-01-31, 2027-01-31T18:00Z, or 90d / 12h / 2w from now")
-    parser.add_argument("--metrics", default="", help="list: the server's /metrics URL, for the last use of each key")
+    parser.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        help="list: a server's /metrics URL, or a file of what it served (once per replica), for each key's last use",
+    )
     args = parser.parse_args(argv)
     moment = now or datetime.now(UTC).replace(microsecond=0)
     path: Path = args.file
@@ -145,7 +158,7 @@ def run(argv: Sequence[str], now: datetime | None = None) -> int:
     if not entries:
         print(f"{path} holds no key: `make api-key NAME=...` creates one")
         return ExitCode.OK
-    used, unknown = last_used(args.metrics) if args.metrics else ({}, "no --metrics URL given")
+    used, unknown = last_used(args.metrics)
     rows = keys.describe(entries, moment)
     for row in rows:
         when = used.get(row["name"])
