@@ -9,6 +9,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
@@ -29,6 +30,7 @@ from pgmcp.oauth import JWKS_REFRESH_MIN_S
 from tests.fast.mcp.raw_http import post, rpc
 
 TEAM = OidcClient("team", "team-secret-" + "x" * 20)
+CI = OidcClient("ci", "ci-secret-" + "z" * 20)
 OTHER_RESOURCE = "https://other.example.com/mcp"
 
 
@@ -43,9 +45,14 @@ def grouped_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def provider(port: int, grouped_port: int) -> Iterator[OidcProvider]:
-    resources = [f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{grouped_port}/mcp", OTHER_RESOURCE]
-    with OidcProvider.start(resources=resources, clients=[TEAM]) as started:
+def limited_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def provider(port: int, grouped_port: int, limited_port: int) -> Iterator[OidcProvider]:
+    resources = [f"http://127.0.0.1:{number}/mcp" for number in (port, grouped_port, limited_port)]
+    with OidcProvider.start(resources=[*resources, OTHER_RESOURCE], clients=[TEAM, CI]) as started:
         yield started
 
 
@@ -365,3 +372,38 @@ def test_an_issuer_on_https_with_a_private_ca_is_trusted_only_through_mcp_oauth_
         finally:
             for server in servers.values():
                 server.cleanup()
+
+
+def test_the_per_caller_limit_counts_a_tokens_client_and_subject(
+    pg: NativePostgres, provider: OidcProvider, limited_port: int
+) -> None:
+    """MCP_MAX_CONCURRENCY_PER_KEY=2: a third call in flight of one client's tokens gets 429 naming
+    `oauth:<client>/<subject>` (`oauth:team` when they are the same), while another client's token, a caller
+    of its own, is not held back."""
+    server = start_mcp_process(
+        pg,
+        port=limited_port,
+        overrides={
+            "MCP_PUBLIC_URL": f"http://127.0.0.1:{limited_port}",
+            "MCP_OAUTH_ISSUER": provider.issuer,
+            "MCP_MAX_CONCURRENCY_PER_KEY": "2",
+            "MCP_WORKERS": "1",
+            "MCP_POOL_MIN_SIZE": "1",
+            "MCP_POOL_MAX_SIZE": "6",
+        },
+    )
+    try:
+        team = provider.token("team", resource=resource(server), scope="pg:read")
+        ci = provider.token("ci", resource=resource(server), scope="pg:read")
+        calls = [team] * 4 + [ci] * 2
+        with ThreadPoolExecutor(len(calls)) as pool:
+            answers = list(pool.map(lambda token: bearer(server, token, "query", sql="SELECT pg_sleep(2.5)"), calls))
+        team_statuses = sorted(status for status, _, _ in answers[:4])
+        assert team_statuses == [200, 200, 429, 429], answers
+        assert [status for status, _, _ in answers[4:]] == [200, 200], answers[4:]
+        refused = next(body for status, _, body in answers[:4] if status == 429)
+        assert refused["error"]["message"].startswith(
+            "too many concurrent requests for 'oauth:team' (limit 2)"
+        )  # sub == client id
+    finally:
+        server.cleanup()
