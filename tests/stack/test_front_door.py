@@ -32,7 +32,7 @@ from devtools.oidc_provider import Client as OidcClient
 from devtools.oidc_provider import OidcProvider, installed
 from devtools.paths import REPO
 from devtools.tls import CertificateAuthority
-from tests.fast.clients.helpers import install_clients, only_block, replace_documented, run_bash
+from tests.fast.clients.helpers import blocks, install_clients, only_block, replace_documented, run_bash
 from tests.fixtures.stack import Stack, start_stack
 
 pytestmark = pytest.mark.stack
@@ -341,3 +341,19 @@ async def test_a_token_of_the_teams_authorization_server_calls_tools_through_the
     audit = [json.loads(line) for line in logs.splitlines() if '"oauth:team' in line]
     assert any(line.get("subject") == "team" and line.get("client_id") == "team" for line in audit), logs[-2000:]
     assert f"fetched 1 signing keys of {idp.issuer}" in logs
+
+
+@pytest.mark.parametrize("credential", ["api-key", "oauth-token"])
+def test_the_inspector_calls_a_tool_through_the_front_door(
+    tls_stack: Stack, idp: OidcProvider, tmp_path: Path, credential: str
+) -> None:
+    """The README's Inspector CLI call with the remote section's values: the HTTPS URL, the stack's CA for Node,
+    and in the header a key (the stack's own) or an access token of the team's authorization server."""
+    [call] = [script for script in blocks("### MCP Inspector", "bash") if "tools/call" in script]
+    url = f"{public_url(tls_stack)}/mcp"
+    bearer = tls_stack.api_key if credential == "api-key" else idp.token(IDP.client_id, resource=url, scope="pg:read")
+    clients = install_clients()
+    variables = {"PGMCP_URL": url, "PGMCP_API_KEY": bearer,
+                 "NODE_EXTRA_CA_CERTS": str(tls_stack.secrets_dir / "ca.crt")}  # fmt: skip
+    answer = json.loads(run_bash(call, env=clients.environment(tmp_path, variables), cwd=clients.clients_dir).stdout)
+    assert answer["isError"] is False and answer["structuredContent"]["rows"] == [[1]], answer
