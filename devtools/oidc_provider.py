@@ -74,7 +74,7 @@ def rsa_jwk(kid: str) -> tuple[dict[str, str], rsa.RSAPrivateKey]:
 
 
 def installed() -> tuple[Path, Path]:
-    """The pinned node and the provider's tree (`ops/node.sh oidc`, skipped while current)."""
+    """The pinned node and the provider's tree with provider.mjs in it (`ops/node.sh oidc`, skipped while current)."""
     result = subprocess.run(
         [str(REPO / "ops" / "node.sh"), "oidc"], stdout=subprocess.PIPE, text=True, timeout=600, check=False
     )
@@ -84,6 +84,7 @@ def installed() -> tuple[Path, Path]:
             "\nhint: it needs npm (apt-get install npm) and the npm registry"
         )
     node_home, tree = result.stdout.strip().splitlines()[-2:]
+    shutil.copy(REPO / "tests" / "oidc" / "provider.mjs", Path(tree) / "provider.mjs")  # beside its node_modules
     return Path(node_home) / "bin" / "node", Path(tree)
 
 
@@ -176,7 +177,6 @@ class OidcProvider:
 
     def _launch(self) -> None:
         node, tree = installed()
-        shutil.copy(REPO / "tests" / "oidc" / "provider.mjs", tree / "provider.mjs")
         env = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG")}
         log = (self.workdir / f"provider-{self.generation}.log").open("wb")
         self.process = subprocess.Popen(

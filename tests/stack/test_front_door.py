@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -51,7 +50,6 @@ def idp_override(provider: OidcProvider) -> str:
         only_block(IDP_CA_SECTION, "yaml"), {"./secrets/idp-ca.crt": str(provider.workdir / "idp-ca.crt")}
     )
     node, tree = installed()
-    shutil.copy(REPO / "tests" / "oidc" / "provider.mjs", tree / "provider.mjs")
     ready = (
         f"fetch('{provider.issuer}/.well-known/openid-configuration')"
         ".then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"

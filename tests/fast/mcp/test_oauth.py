@@ -34,6 +34,27 @@ CI = OidcClient("ci", "ci-secret-" + "z" * 20)
 OTHER_RESOURCE = "https://other.example.com/mcp"
 
 
+def resource_server(
+    pg: NativePostgres,
+    issuer: str,
+    port: int,
+    *,
+    pool: int = 2,
+    keys: bool = False,
+    settings: dict[str, str] | None = None,
+) -> McpServerProcess:
+    """A server on `port` taking tokens of `issuer` for its resource `http://127.0.0.1:<port>/mcp`, with a pool
+    of `pool` connections, an API key `alice` with `keys`, and `settings` (MCP_* variables) on top."""
+    overrides = {"MCP_PUBLIC_URL": f"http://127.0.0.1:{port}", "MCP_OAUTH_ISSUER": issuer,
+                 "MCP_POOL_MIN_SIZE": "1", "MCP_POOL_MAX_SIZE": str(pool)}  # fmt: skip
+    return start_mcp_process(
+        pg,
+        keys={"alice": secrets.token_hex(32)} if keys else None,
+        port=port,
+        overrides={**overrides, **(settings or {})},
+    )
+
+
 @pytest.fixture(scope="module")
 def port() -> int:
     return free_port()
@@ -58,17 +79,7 @@ def provider(port: int, grouped_port: int, limited_port: int) -> Iterator[OidcPr
 
 @pytest.fixture(scope="module")
 def server(pg: NativePostgres, provider: OidcProvider, port: int) -> Iterator[McpServerProcess]:
-    process = start_mcp_process(
-        pg,
-        keys={"alice": secrets.token_hex(32)},
-        port=port,
-        overrides={
-            "MCP_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "MCP_OAUTH_ISSUER": provider.issuer,
-            "MCP_POOL_MIN_SIZE": "1",
-            "MCP_POOL_MAX_SIZE": "4",
-        },
-    )
+    process = resource_server(pg, provider.issuer, port, pool=4, keys=True)
     try:
         yield process
     finally:
@@ -293,17 +304,7 @@ def test_the_jwks_cache_refetches_no_more_often_than_its_minimum(
 @pytest.fixture(scope="module")
 def grouped(pg: NativePostgres, provider: OidcProvider, grouped_port: int) -> Iterator[McpServerProcess]:
     """A server with schema groups as scopes: `pg:schema:sales` reads shop, and only shop."""
-    process = start_mcp_process(
-        pg,
-        port=grouped_port,
-        overrides={
-            "MCP_PUBLIC_URL": f"http://127.0.0.1:{grouped_port}",
-            "MCP_OAUTH_ISSUER": provider.issuer,
-            "MCP_OAUTH_SCHEMA_SCOPES": "sales=shop",
-            "MCP_POOL_MIN_SIZE": "1",
-            "MCP_POOL_MAX_SIZE": "2",
-        },
-    )
+    process = resource_server(pg, provider.issuer, grouped_port, settings={"MCP_OAUTH_SCHEMA_SCOPES": "sales=shop"})
     try:
         yield process
     finally:
@@ -339,18 +340,8 @@ def test_an_issuer_on_https_with_a_private_ca_is_trusted_only_through_mcp_oauth_
         servers: dict[str, McpServerProcess] = {}
         try:
             for name, port in ports.items():
-                servers[name] = start_mcp_process(
-                    pg,
-                    keys={"alice": secrets.token_hex(32)},
-                    port=port,
-                    overrides={
-                        "MCP_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                        "MCP_OAUTH_ISSUER": idp.issuer,
-                        "MCP_POOL_MIN_SIZE": "1",
-                        "MCP_POOL_MAX_SIZE": "2",
-                    }
-                    | ({"MCP_OAUTH_CA_CERT": str(ca_file)} if name == "trusting" else {}),
-                )
+                trust = {"MCP_OAUTH_CA_CERT": str(ca_file)} if name == "trusting" else {}
+                servers[name] = resource_server(pg, idp.issuer, port, keys=True, settings=trust)
             trusting, untrusting = servers["trusting"], servers["untrusting"]
             status, _, body = bearer(trusting, idp.token("team", resource=resource(trusting)))
             assert status == 200 and not body["result"]["isError"], body
@@ -380,17 +371,8 @@ def test_the_per_caller_limit_counts_a_tokens_client_and_subject(
     """MCP_MAX_CONCURRENCY_PER_KEY=2: a third call in flight of one client's tokens gets 429 naming
     `oauth:<client>/<subject>` (`oauth:team` when they are the same), while another client's token, a caller
     of its own, is not held back."""
-    server = start_mcp_process(
-        pg,
-        port=limited_port,
-        overrides={
-            "MCP_PUBLIC_URL": f"http://127.0.0.1:{limited_port}",
-            "MCP_OAUTH_ISSUER": provider.issuer,
-            "MCP_MAX_CONCURRENCY_PER_KEY": "2",
-            "MCP_WORKERS": "1",
-            "MCP_POOL_MIN_SIZE": "1",
-            "MCP_POOL_MAX_SIZE": "6",
-        },
+    server = resource_server(
+        pg, provider.issuer, limited_port, pool=6, settings={"MCP_MAX_CONCURRENCY_PER_KEY": "2", "MCP_WORKERS": "1"}
     )
     try:
         team = provider.token("team", resource=resource(server), scope="pg:read")
